@@ -1,0 +1,92 @@
+#pragma once
+// A small Prometheus registry. Debian 12 has no prometheus-cpp, so this is hand-written:
+// counters and gauges are relaxed atomics (no lock on the hot path), histograms keep one atomic
+// per bucket, and the text exposition format 0.0.4 is rendered on scrape only.
+//
+// Thread-safety: registering metrics (the add_* calls) happens at start-up, before any other
+// thread uses the registry. Updating a metric is lock-free and safe from any thread. render()
+// may run concurrently with updates; it reads each value once.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace parley::metrics {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class Counter {
+ public:
+  void inc(std::uint64_t n = 1) { v_.fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+class Gauge {
+ public:
+  void set(double v) { v_.store(v, std::memory_order_relaxed); }
+  void add(double d);
+  void inc() { add(1); }
+  void dec() { add(-1); }
+  double value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> v_{0};
+};
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void observe(double v);
+  const std::vector<double>& bounds() const { return bounds_; }
+  // Cumulative counts per bound (+Inf last), sum and count, read once each.
+  struct Snapshot {
+    std::vector<std::uint64_t> cumulative;
+    double sum = 0;
+    std::uint64_t count = 0;
+  };
+  Snapshot snapshot() const;
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;  // bounds_.size() + 1 (+Inf)
+  std::atomic<double> sum_{0};
+  std::atomic<std::uint64_t> count_{0};
+};
+
+// Buckets for latencies in seconds: 50 us .. 10 s.
+std::vector<double> latency_buckets();
+
+class Registry {
+ public:
+  Registry();
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // The same name with different labels adds a series to one family; help and type come from
+  // the first registration. Returned references live as long as the registry.
+  Counter& counter(const std::string& name, const std::string& help, Labels labels = {});
+  Gauge& gauge(const std::string& name, const std::string& help, Labels labels = {});
+  Histogram& histogram(const std::string& name, const std::string& help,
+                       std::vector<double> buckets, Labels labels = {});
+  // A gauge computed on scrape (process figures, queue depths).
+  void callback_gauge(const std::string& name, const std::string& help,
+                      std::function<double()> fn, Labels labels = {});
+
+  // Prometheus text exposition format 0.0.4.
+  std::string render() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace parley::metrics
