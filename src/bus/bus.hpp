@@ -38,6 +38,7 @@ struct Event {
   std::string room;         // message and typing events: the room
   std::uint64_t seq = 0;    // message events: the room seq
   std::string origin_node;  // the node that published it
+  std::string user;         // typing events: the typist (their own sessions are skipped)
   std::string payload;      // serialized once by the publisher, never re-encoded
 };
 using EventPtr = std::shared_ptr<const Event>;

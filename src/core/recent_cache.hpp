@@ -24,6 +24,9 @@ struct CachedMessage {
   std::string body;
   std::int64_t ts_ms = 0;
   std::string client_msg_id;
+  // The message's encoded `message` frame JSON, when the caller caches the encoded form (the
+  // node does: it serves resumes and history without encoding again).
+  std::shared_ptr<const std::string> json;
 };
 
 class RecentCache {
@@ -35,9 +38,15 @@ class RecentCache {
   // of them (after + 1 >= oldest cached and up_to <= newest cached); nullopt on a miss.
   std::optional<std::vector<CachedMessage>> range(const std::string& room, std::uint64_t after,
                                                   std::uint64_t up_to, std::size_t limit) const;
+  // Every cached message with seq > after, ascending, at most `limit`, if the cache's run reaches
+  // back to after + 1 (or the room's run starts at seq 1); nullopt on a miss. An empty vector
+  // means nothing newer than `after` is cached.
+  std::optional<std::vector<CachedMessage>> since(const std::string& room, std::uint64_t after,
+                                                  std::size_t limit) const;
   // The newest seq cached for the room (0 if none).
   std::uint64_t newest(const std::string& room) const;
   void clear_room(const std::string& room);
+  void clear_all();
 
  private:
   struct Room {

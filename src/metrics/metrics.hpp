@@ -4,8 +4,9 @@
 // per bucket, and the text exposition format 0.0.4 is rendered on scrape only.
 //
 // Thread-safety: registering metrics (the add_* calls) happens at start-up, before any other
-// thread uses the registry. Updating a metric is lock-free and safe from any thread. render()
-// may run concurrently with updates; it reads each value once.
+// thread uses the registry; registration and render() share one mutex all the same, so a late
+// registration is safe, merely not free. Updating a metric is lock-free and safe from any
+// thread. render() may run concurrently with updates; it reads each value once.
 
 #include <atomic>
 #include <cstdint>
@@ -53,6 +54,8 @@ class Histogram {
     std::uint64_t count = 0;
   };
   Snapshot snapshot() const;
+  // The number of observations so far, without the cost of a snapshot.
+  std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
 
  private:
   std::vector<double> bounds_;
@@ -63,6 +66,12 @@ class Histogram {
 
 // Buckets for latencies in seconds: 50 us .. 10 s.
 std::vector<double> latency_buckets();
+
+// A sample value as the exposition format writes it: integral values without an exponent,
+// others in the shortest form that reads back to the same double, "+Inf", "-Inf", "NaN".
+std::string format_value(double v);
+// A label value with \\, \" and newline escaped, as the exposition format requires.
+std::string escape_label_value(const std::string& v);
 
 class Registry {
  public:
@@ -78,8 +87,20 @@ class Registry {
   Histogram& histogram(const std::string& name, const std::string& help,
                        std::vector<double> buckets, Labels labels = {});
   // A gauge computed on scrape (process figures, queue depths).
+  // Registering the same name and labels again replaces the function.
   void callback_gauge(const std::string& name, const std::string& help,
                       std::function<double()> fn, Labels labels = {});
+  // A counter computed on scrape, for totals another component already keeps (process CPU
+  // seconds). The function must return a value that never decreases.
+  void callback_counter(const std::string& name, const std::string& help,
+                        std::function<double()> fn, Labels labels = {});
+
+  // Metric and label names must match the Prometheus grammar, a name keeps the type of its first
+  // registration, and "le" is reserved for histogram buckets. Breaking these rules is a
+  // programming error found at start-up, so the add_* calls throw std::invalid_argument for it.
+  //
+  // Callbacks run on the scraping thread while the registry is locked: they must not call back
+  // into the registry.
 
   // Prometheus text exposition format 0.0.4.
   std::string render() const;

@@ -42,45 +42,58 @@ struct Limits {
 struct AuthReq {
   std::string token;
   std::vector<std::pair<std::string, std::uint64_t>> cursors;  // room -> last seq seen
+  bool operator==(const AuthReq&) const = default;
 };
 struct CreateReq {
   std::string room;
   bool is_private = false;
+  bool operator==(const CreateReq&) const = default;
 };
 struct JoinReq {
   std::string room;
+  bool operator==(const JoinReq&) const = default;
 };
 struct InviteReq {
   std::string room;
   std::string user;
+  bool operator==(const InviteReq&) const = default;
 };
 struct LeaveReq {
   std::string room;
+  bool operator==(const LeaveReq&) const = default;
 };
 struct DmReq {
   std::string user;
+  bool operator==(const DmReq&) const = default;
 };
 struct SendReq {
   std::string room;
   std::string client_msg_id;
   std::string body;
+  bool operator==(const SendReq&) const = default;
 };
 struct HistoryReq {
   std::string room;
   std::optional<std::uint64_t> before;  // absent: the newest messages
   std::uint32_t limit = 50;
+  bool operator==(const HistoryReq&) const = default;
 };
 struct TypingReq {
   std::string room;
+  bool operator==(const TypingReq&) const = default;
 };
 struct ReadReq {
   std::string room;
   std::uint64_t seq = 0;
+  bool operator==(const ReadReq&) const = default;
 };
 struct WatchReq {
   std::vector<std::string> users;
+  bool operator==(const WatchReq&) const = default;
 };
-struct PingReq {};
+struct PingReq {
+  bool operator==(const PingReq&) const = default;
+};
 
 using Request = std::variant<AuthReq, CreateReq, JoinReq, InviteReq, LeaveReq, DmReq, SendReq,
                              HistoryReq, TypingReq, ReadReq, WatchReq, PingReq>;
@@ -88,6 +101,7 @@ using Request = std::variant<AuthReq, CreateReq, JoinReq, InviteReq, LeaveReq, D
 struct Envelope {
   std::optional<std::string> ref;
   Request request;
+  bool operator==(const Envelope&) const = default;
 };
 
 struct DecodeError {

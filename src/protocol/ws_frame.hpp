@@ -4,6 +4,7 @@
 // The parser is pure (bytes in, events out), incremental, and never buffers a message past its
 // limit: the declared length is checked against the limit before any payload is kept.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -61,26 +62,41 @@ struct FrameEvent {
 class FrameParser {
  public:
   explicit FrameParser(ParserLimits limits = {});
-  // Consumes complete frames from `in`, appending events to `out`; returns the number of bytes
-  // consumed. Unconsumed bytes (a partial frame) must be offered again with more data after them.
+  // Consumes what it can from `in`, appending events to `out`; returns the number of bytes
+  // consumed. A frame header is consumed only once complete, a control frame only once whole;
+  // the payload of a text or continuation frame is consumed (unmasked, validated, kept) as it
+  // arrives, so that invalid UTF-8 fails fast and nothing is ever parsed twice. Unconsumed bytes
+  // (a partial header or control frame) must be offered again with more data after them.
   std::size_t feed(std::string_view in, std::vector<FrameEvent>& out);
+  // True after an error or a close event: the connection is finished.
   bool failed() const { return done_; }
 
  private:
+  // Emits an error event and stops the parser.
+  void fail(std::vector<FrameEvent>& out, std::uint16_t code, std::string_view reason);
+
   ParserLimits limits_;
   bool done_ = false;
   bool in_fragmented_ = false;
   std::string message_;      // the text message being assembled across fragments
   std::uint32_t utf8_state_ = 0;  // incremental validator state across fragments
+  // The data frame whose header has been consumed and whose payload is still arriving.
+  bool in_frame_ = false;
+  bool frame_fin_ = false;
+  std::uint64_t frame_remaining_ = 0;
+  std::array<std::uint8_t, 4> mask_{};
+  std::size_t mask_offset_ = 0;  // payload bytes of this frame unmasked so far, modulo 4
 };
 
 // Appends a server-to-client (unmasked) frame header for a payload of `len` bytes, FIN set.
 void append_frame_header(std::string& out, Opcode op, std::size_t len);
 // A complete unmasked frame.
 std::string make_frame(Opcode op, std::string_view payload);
-// A close frame with code and reason (reason is truncated to fit 125 bytes).
+// A close frame with code and reason (reason is truncated to fit 125 bytes, at a UTF-8
+// character boundary so that the peer can still validate it).
 std::string make_close_frame(std::uint16_t code, std::string_view reason);
-// A masked client-to-server frame (clients and tests); `fin` false for a fragment.
+// A masked client-to-server frame (clients and tests); `fin` false for a fragment. The mask key
+// goes on the wire most significant byte first.
 std::string make_client_frame(Opcode op, std::string_view payload, std::uint32_t mask_key,
                               bool fin = true);
 // Sec-WebSocket-Accept for a Sec-WebSocket-Key.

@@ -1,0 +1,339 @@
+#include "transport/node.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <rapidjson/document.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include "protocol/messages.hpp"
+#include "transport/shard.hpp"
+#include "transport/ws_session.hpp"
+
+namespace parley::transport {
+
+namespace asio = boost::asio;
+
+namespace {
+constexpr std::size_t kMaxCachedTokens = 100000;
+
+std::int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string user_event_json(const UserEvent& ev) {
+  std::string out = "{\"kind\":";
+  switch (ev.kind) {
+    case UserEvent::Kind::joined: out += "\"joined\""; break;
+    case UserEvent::Kind::left: out += "\"left\""; break;
+    case UserEvent::Kind::read: out += "\"read\""; break;
+    case UserEvent::Kind::logout: out += "\"logout\""; break;
+    case UserEvent::Kind::invitation: out += "\"invitation\""; break;
+  }
+  auto field = [&out](const char* name, const std::string& v) {
+    out += ",\"";
+    out += name;
+    out += "\":";
+    protocol::append_json_string(out, v);
+  };
+  field("user", ev.user);
+  field("room", ev.room);
+  out += ",\"seq\":" + std::to_string(ev.seq);
+  field("by", ev.by);
+  field("token_hash", ev.token_hash);
+  field("origin_session", ev.origin_session);
+  out += '}';
+  return out;
+}
+
+std::shared_ptr<const UserEvent> parse_user_event(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.data(), json.size());
+  if (d.HasParseError() || !d.IsObject()) return nullptr;
+  auto str = [&d](const char* k) -> std::string {
+    auto it = d.FindMember(k);
+    return it != d.MemberEnd() && it->value.IsString()
+               ? std::string(it->value.GetString(), it->value.GetStringLength())
+               : std::string();
+  };
+  auto ev = std::make_shared<UserEvent>();
+  std::string kind = str("kind");
+  if (kind == "joined") ev->kind = UserEvent::Kind::joined;
+  else if (kind == "left") ev->kind = UserEvent::Kind::left;
+  else if (kind == "read") ev->kind = UserEvent::Kind::read;
+  else if (kind == "logout") ev->kind = UserEvent::Kind::logout;
+  else if (kind == "invitation") ev->kind = UserEvent::Kind::invitation;
+  else return nullptr;
+  ev->user = str("user");
+  ev->room = str("room");
+  auto seq = d.FindMember("seq");
+  if (seq != d.MemberEnd() && seq->value.IsUint64()) ev->seq = seq->value.GetUint64();
+  ev->by = str("by");
+  ev->token_hash = str("token_hash");
+  ev->origin_session = str("origin_session");
+  return ev;
+}
+}  // namespace
+
+NodeMetrics::NodeMetrics(metrics::Registry& r)
+    : connections(r.gauge("parley_websocket_connections", "Open WebSocket connections.")),
+      sessions(r.gauge("parley_sessions_authenticated", "Authenticated WebSocket sessions.")),
+      received(r.counter("parley_messages_received_total", "Chat messages received (send requests).")),
+      delivered(r.counter("parley_messages_delivered_total", "Chat messages delivered to sessions (one per recipient).")),
+      rejected_bad_request(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "bad_request"}})),
+      rejected_forbidden(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "forbidden"}})),
+      rejected_rate_limited(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "rate_limited"}})),
+      rejected_unavailable(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "unavailable"}})),
+      rejected_other(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "other"}})),
+      send_to_ack(r.histogram("parley_send_to_ack_seconds", "Time from a send request to its ack (commit included).", metrics::latency_buckets())),
+      gap_repairs(r.counter("parley_gap_repairs_total", "Gaps in a room's seq filled from the store.")),
+      slow_consumer_closes(r.counter("parley_slow_consumer_closes_total", "Connections closed 1008 because their write backlog passed the limit.")),
+      cache_hits(r.counter("parley_recent_cache_hits_total", "Resume and history reads served by the recent-message cache.")),
+      cache_misses(r.counter("parley_recent_cache_misses_total", "Resume and history reads that went to the store.")),
+      bus_published(r.counter("parley_bus_published_total", "Events published to the bus.")),
+      bus_consumed(r.counter("parley_bus_consumed_total", "Events received from the bus.")),
+      ws_closes_protocol(r.counter("parley_websocket_protocol_errors_total", "Connections closed for a WebSocket protocol violation.")) {}
+
+Node::Node(Options opts, store::Store& store, bus::Bus& bus, metrics::Registry& registry)
+    : opts_(std::move(opts)),
+      store_(store),
+      bus_(bus),
+      registry_(registry),
+      metrics_(registry),
+      rate_limiter_(opts_.send_rate),
+      cache_(opts_.cache_per_room, opts_.cache_rooms),
+      hash_pool_(opts_.hash_threads) {
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+  unsigned n = std::max(1u, opts_.threads);
+  for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(*this, i));
+  registry_.callback_gauge("parley_bus_connected", "1 while the bus is connected.",
+                           [this] { return bus_.state() == bus::State::connected ? 1.0 : 0.0; });
+  registry_.callback_gauge("parley_store_ready", "1 while the store answers.",
+                           [this] { return store_.ready() ? 1.0 : 0.0; });
+  registry_.callback_gauge("parley_draining", "1 while the node drains after SIGTERM.",
+                           [this] { return draining() ? 1.0 : 0.0; });
+}
+
+Node::~Node() {
+  stop();
+  join();
+}
+
+Shard& Node::next_shard() { return *shards_[next_shard_++ % shards_.size()]; }
+
+void Node::start() {
+  bus_.start([this](std::vector<bus::EventPtr> batch) { on_bus_events(std::move(batch)); },
+             [this] { on_bus_resync(); });
+  bus_.subscribe("presence");
+  for (auto& s : shards_) {
+    threads_.emplace_back([shard = s.get()] {
+      auto guard = asio::make_work_guard(shard->ioc());
+      shard->ioc().run();
+    });
+  }
+}
+
+void Node::stop() {
+  for (auto& s : shards_) s->ioc().stop();
+}
+
+void Node::join() {
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  hash_pool_.join();
+}
+
+bool Node::ready() const {
+  return !draining() && store_.ready() && bus_.state() == bus::State::connected;
+}
+
+std::string Node::readiness_report() const {
+  std::string out;
+  out += draining() ? "draining: yes\n" : "draining: no\n";
+  out += store_.ready() ? "store: ready\n" : "store: unavailable\n";
+  switch (bus_.state()) {
+    case bus::State::connected: out += "bus: connected\n"; break;
+    case bus::State::connecting: out += "bus: connecting\n"; break;
+    case bus::State::disconnected: out += "bus: disconnected\n"; break;
+  }
+  return out;
+}
+
+void Node::retain_topic(const std::string& topic) {
+  std::lock_guard lock(topics_mu_);
+  if (topic_refs_[topic]++ == 0) bus_.subscribe(topic);
+}
+
+void Node::release_topic(const std::string& topic) {
+  std::lock_guard lock(topics_mu_);
+  auto it = topic_refs_.find(topic);
+  if (it == topic_refs_.end()) return;
+  if (--it->second == 0) {
+    topic_refs_.erase(it);
+    bus_.unsubscribe(topic);
+    // Without a subscription the room's cached run would silently fall behind the store.
+    if (topic.rfind("room.", 0) == 0) cache_.clear_room(topic.substr(5));
+  }
+}
+
+std::string Node::hash_token(std::string_view token) {
+  unsigned char out[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(out, reinterpret_cast<const unsigned char*>(token.data()), token.size());
+  char hex[crypto_hash_sha256_BYTES * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, out, sizeof out);
+  return std::string(hex, crypto_hash_sha256_BYTES * 2);
+}
+
+void Node::authenticate(const std::string& token,
+                        std::function<void(Result<store::TokenInfo>)> cb) {
+  const std::string h = hash_token(token);
+  {
+    std::lock_guard lock(tokens_mu_);
+    auto it = token_cache_.find(h);
+    if (it != token_cache_.end()) {
+      if (it->second.expires_at > now_s()) {
+        auto info = it->second;
+        cb(std::move(info));
+        return;
+      }
+      token_cache_.erase(it);
+    }
+  }
+  store_.lookup_token(h, [this, h, cb = std::move(cb)](Result<store::TokenInfo> r) {
+    if (r && r->expires_at <= now_s()) {
+      cb(unexpected(make_error_code(store::StoreErrc::not_found)));
+      return;
+    }
+    if (r) {
+      std::lock_guard lock(tokens_mu_);
+      if (token_cache_.size() >= kMaxCachedTokens) token_cache_.clear();
+      token_cache_[h] = *r;
+    }
+    cb(std::move(r));
+  });
+}
+
+void Node::forget_token(const std::string& token_hash) {
+  std::lock_guard lock(tokens_mu_);
+  token_cache_.erase(token_hash);
+}
+
+void Node::publish_message(const store::StoredMessage& m) {
+  auto ev = std::make_shared<bus::Event>();
+  ev->kind = bus::EventKind::message;
+  ev->topic = bus::room_topic(m.room);
+  ev->room = m.room;
+  ev->seq = m.seq;
+  ev->origin_node = opts_.node_id;
+  ev->payload =
+      protocol::encode_message({m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id});
+  metrics_.bus_published.inc();
+  bus_.publish(std::move(ev));
+}
+
+void Node::publish_typing(const std::string& room, const std::string& user) {
+  auto ev = std::make_shared<bus::Event>();
+  ev->kind = bus::EventKind::typing;
+  ev->topic = bus::room_topic(room);
+  ev->room = room;
+  ev->user = user;
+  ev->origin_node = opts_.node_id;
+  ev->payload = protocol::encode_typing(room, user);
+  metrics_.bus_published.inc();
+  bus_.publish(std::move(ev));
+}
+
+void Node::publish_user_event(const UserEvent& uev) {
+  auto ev = std::make_shared<bus::Event>();
+  ev->kind = bus::EventKind::user;
+  ev->topic = bus::user_topic(uev.user);
+  ev->user = uev.user;
+  ev->origin_node = opts_.node_id;
+  ev->payload = user_event_json(uev);
+  metrics_.bus_published.inc();
+  bus_.publish(std::move(ev));
+}
+
+void Node::session_opened(const std::string& user) {
+  if (!presence_.session_opened(opts_.node_id, user)) return;
+  auto ev = std::make_shared<bus::Event>();
+  ev->kind = bus::EventKind::presence;
+  ev->topic = "presence";
+  ev->user = user;
+  ev->origin_node = opts_.node_id;
+  ev->payload = "{\"online\":true}";
+  metrics_.bus_published.inc();
+  bus_.publish(std::move(ev));
+}
+
+void Node::session_closed(const std::string& user) {
+  if (!presence_.session_closed(opts_.node_id, user)) return;
+  auto ev = std::make_shared<bus::Event>();
+  ev->kind = bus::EventKind::presence;
+  ev->topic = "presence";
+  ev->user = user;
+  ev->origin_node = opts_.node_id;
+  ev->payload = "{\"online\":false}";
+  metrics_.bus_published.inc();
+  bus_.publish(std::move(ev));
+}
+
+void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
+  metrics_.bus_consumed.inc(batch.size());
+  auto deliveries = std::make_shared<std::vector<Delivery>>();
+  deliveries->reserve(batch.size());
+  for (auto& ev : batch) {
+    Delivery d;
+    switch (ev->kind) {
+      case bus::EventKind::message:
+        // The cache is filled here, before any shard sees the message, so that it always reaches
+        // at least as far as what the shards have delivered.
+        cache_.put(ev->room, {ev->seq, {}, {}, 0, {}, std::shared_ptr<const std::string>(ev, &ev->payload)});
+        d.frame = make_text_frame(ev->payload);
+        break;
+      case bus::EventKind::typing:
+        d.frame = make_text_frame(ev->payload);
+        break;
+      case bus::EventKind::user:
+        d.user_event = parse_user_event(ev->payload);
+        if (!d.user_event) continue;
+        if (d.user_event->kind == UserEvent::Kind::logout) forget_token(d.user_event->token_hash);
+        break;
+      case bus::EventKind::presence: {
+        bool online = ev->payload.find("true") != std::string::npos;
+        // Our own sessions already updated the table; another node's change is applied here.
+        if (ev->origin_node != opts_.node_id &&
+            !presence_.set_remote(ev->origin_node, ev->user, online)) {
+          continue;
+        }
+        d.presence_user = ev->user;
+        d.frame = make_text_frame(protocol::encode_presence(ev->user, presence_.online(ev->user)));
+        break;
+      }
+      case bus::EventKind::node:
+        continue;
+    }
+    d.event = std::move(ev);
+    deliveries->push_back(std::move(d));
+  }
+  if (deliveries->empty()) return;
+  for (auto& s : shards_) {
+    asio::post(s->ioc(), [shard = s.get(), deliveries] { shard->on_deliveries(*deliveries); });
+  }
+}
+
+void Node::on_bus_resync() {
+  spdlog::info("bus reconnected: re-syncing local rooms from the store");
+  // Messages published while the bus was away never reached the cache: its runs may have holes.
+  cache_.clear_all();
+  for (auto& s : shards_) {
+    asio::post(s->ioc(), [shard = s.get()] { shard->resync_rooms(); });
+  }
+}
+
+}  // namespace parley::transport

@@ -1,0 +1,806 @@
+#include "transport/ws_session.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "core/names.hpp"
+#include "transport/history.hpp"
+#include "transport/shard.hpp"
+
+namespace parley::transport {
+
+namespace asio = boost::asio;
+namespace ws = protocol::ws;
+using protocol::ErrorCode;
+
+namespace {
+constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kMaxPipelined = 64;  // requests queued behind a pending auth
+constexpr std::size_t kMaxIov = 64;        // frames per gathered write (one writev)
+constexpr auto kCloseGrace = std::chrono::seconds(2);
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+ErrorCode to_protocol(std::error_code ec) {
+  using store::StoreErrc;
+  if (ec == StoreErrc::not_found) return ErrorCode::not_found;
+  if (ec == StoreErrc::conflict) return ErrorCode::conflict;
+  if (ec == StoreErrc::forbidden) return ErrorCode::forbidden;
+  if (ec == StoreErrc::unavailable) return ErrorCode::unavailable;
+  return ErrorCode::internal;
+}
+
+std::string store_error_message(std::error_code ec) {
+  using store::StoreErrc;
+  if (ec == StoreErrc::unavailable) return "the store is unavailable: nothing was stored; retry";
+  return ec.message();
+}
+
+std::atomic<std::uint64_t> g_session_counter{0};
+}  // namespace
+
+WsSession::WsSession(Node& node, Shard& shard, asio::ip::tcp::socket socket, std::string initial,
+                     std::string remote)
+    : node_(node),
+      shard_(shard),
+      socket_(std::move(socket)),
+      remote_(std::move(remote)),
+      parser_(ws::ParserLimits{node.options().max_frame_bytes}),
+      timer_(shard.ioc()) {
+  rbuf_.resize(std::max(kReadChunk, initial.size() + kReadChunk));
+  std::memcpy(rbuf_.data(), initial.data(), initial.size());
+  rbuf_used_ = initial.size();
+  session_id_ = node.options().node_id + "/" + std::to_string(++g_session_counter);
+  node_.metrics().connections.inc();
+}
+
+WsSession::~WsSession() { node_.metrics().connections.dec(); }
+
+template <class Fn>
+void WsSession::post_self(Fn&& fn) {
+  asio::post(shard_.ioc(), [self = shared_from_this(), fn = std::forward<Fn>(fn)]() mutable {
+    fn(*self);
+  });
+}
+
+void WsSession::start() {
+  shard_.add_session(this);
+  timer_.expires_after(node_.options().auth_timeout);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->state_ == State::live || self->state_ == State::closing) return;
+    spdlog::info("ws {}: no auth within the timeout, closing", self->remote_);
+    self->send_error(std::nullopt, ErrorCode::unauthorized, "authentication timed out");
+    self->close(ws::close_code::policy_violation, "authentication timed out");
+  });
+  if (rbuf_used_ > 0) process_input();
+  do_read();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+void WsSession::do_read() {
+  if (socket_closed_) return;
+  if (rbuf_used_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
+  socket_.async_read_some(
+      asio::buffer(rbuf_.data() + rbuf_used_, rbuf_.size() - rbuf_used_),
+      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+        if (ec) {
+          // The peer went away (or we closed the socket): forget the session.
+          if (self->state_ != State::closing) {
+            self->state_ = State::closing;
+            self->detach();
+          }
+          self->finish_close();
+          return;
+        }
+        self->on_read(n);
+      });
+}
+
+void WsSession::on_read(std::size_t n) {
+  rbuf_used_ += n;
+  process_input();
+  do_read();
+}
+
+void WsSession::process_input() {
+  if (parser_.failed()) {
+    rbuf_used_ = 0;  // after a close or error nothing more is parsed; discard what arrives
+    return;
+  }
+  events_.clear();
+  std::size_t used = parser_.feed(std::string_view(rbuf_.data(), rbuf_used_), events_);
+  if (used > 0) {
+    std::memmove(rbuf_.data(), rbuf_.data() + used, rbuf_used_ - used);
+    rbuf_used_ -= used;
+  }
+  // Shrink a buffer that grew for one large frame once it is empty again.
+  if (rbuf_used_ == 0 && rbuf_.size() > 4 * kReadChunk) rbuf_.resize(kReadChunk);
+  for (auto& ev : events_) {
+    if (state_ == State::closing) break;
+    switch (ev.kind) {
+      case ws::FrameEvent::Kind::text:
+        on_text(ev.data);
+        break;
+      case ws::FrameEvent::Kind::ping:
+        enqueue(std::make_shared<const std::string>(ws::make_frame(ws::Opcode::pong, ev.data)));
+        break;
+      case ws::FrameEvent::Kind::pong:
+        break;
+      case ws::FrameEvent::Kind::close:
+        // Echo the peer's code as RFC 6455 suggests (1000 when it sent none).
+        close(ev.code == 1005 ? ws::close_code::normal : ev.code, "");
+        break;
+      case ws::FrameEvent::Kind::error:
+        node_.metrics().ws_closes_protocol.inc();
+        spdlog::info("ws {}: closing {}: {}", remote_, ev.code, ev.data);
+        close(ev.code, ev.data);
+        break;
+    }
+  }
+}
+
+void WsSession::on_text(std::string_view text) {
+  switch (state_) {
+    case State::awaiting_auth: {
+      auto env = protocol::decode_request(text, node_.options().protocol);
+      if (!env || !std::holds_alternative<protocol::AuthReq>(env->request)) {
+        send_error(env ? env->ref : env.error().ref, ErrorCode::unauthorized,
+                   "the first frame must be {\"type\":\"auth\",\"token\":...}");
+        close(ws::close_code::policy_violation, "unauthorized");
+        return;
+      }
+      state_ = State::authenticating;
+      handle_auth(env->ref, std::get<protocol::AuthReq>(std::move(env->request)));
+      return;
+    }
+    case State::authenticating:
+      if (pending_frames_.size() >= kMaxPipelined) {
+        close(ws::close_code::policy_violation, "too many requests before welcome");
+        return;
+      }
+      pending_frames_.emplace_back(text);
+      return;
+    case State::live: {
+      auto env = protocol::decode_request(text, node_.options().protocol);
+      if (!env) {
+        send_error(env.error().ref, env.error().code, env.error().message);
+        return;
+      }
+      handle(std::move(*env));
+      return;
+    }
+    case State::closing:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+void WsSession::send_json(std::string json) { enqueue(make_text_frame(json)); }
+
+void WsSession::send_error(const std::optional<std::string>& ref, ErrorCode code,
+                           std::string_view message, std::optional<std::uint64_t> retry_after) {
+  auto& m = node_.metrics();
+  switch (code) {
+    case ErrorCode::bad_request:
+    case ErrorCode::too_large:
+      m.rejected_bad_request.inc();
+      break;
+    case ErrorCode::forbidden:
+    case ErrorCode::unauthorized:
+      m.rejected_forbidden.inc();
+      break;
+    case ErrorCode::rate_limited:
+      m.rejected_rate_limited.inc();
+      break;
+    case ErrorCode::unavailable:
+      m.rejected_unavailable.inc();
+      break;
+    default:
+      m.rejected_other.inc();
+  }
+  send_json(protocol::encode_error(ref, code, message, retry_after));
+}
+
+void WsSession::enqueue(std::shared_ptr<const std::string> frame) {
+  if (close_queued_ || socket_closed_) return;
+  if (queued_bytes_ + frame->size() > node_.options().write_queue_bytes && state_ == State::live) {
+    node_.metrics().slow_consumer_closes.inc();
+    spdlog::info("ws {} ({}): slow consumer, {} bytes queued", remote_, user_, queued_bytes_);
+    close(ws::close_code::policy_violation, "slow consumer");
+    return;
+  }
+  queued_bytes_ += frame->size();
+  queue_.push_back(std::move(frame));
+  schedule_flush();
+}
+
+void WsSession::schedule_flush() {
+  // The flush runs after the handlers already queued on this thread, so every frame they add
+  // leaves in the same gathered write.
+  if (flush_posted_ || in_flight_ > 0) return;
+  flush_posted_ = true;
+  asio::post(shard_.ioc(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    self->flush();
+  });
+}
+
+void WsSession::flush() {
+  if (in_flight_ > 0 || queue_.empty() || socket_closed_) return;
+  std::size_t n = std::min(queue_.size(), kMaxIov);
+  iov_.clear();
+  for (std::size_t i = 0; i < n; ++i) iov_.emplace_back(asio::buffer(*queue_[i]));
+  in_flight_ = n;
+  asio::async_write(socket_, iov_,
+                    [self = shared_from_this(), n](boost::system::error_code ec, std::size_t) {
+                      if (ec) {
+                        self->in_flight_ = 0;
+                        self->finish_close();
+                        return;
+                      }
+                      self->on_written(n);
+                    });
+}
+
+void WsSession::on_written(std::size_t frames) {
+  for (std::size_t i = 0; i < frames; ++i) {
+    queued_bytes_ -= queue_.front()->size();
+    queue_.pop_front();
+  }
+  in_flight_ = 0;
+  if (!queue_.empty()) {
+    flush();
+    return;
+  }
+  if (close_queued_) {
+    // Our close frame is out: half-close and wait (bounded by the timer) for the peer's.
+    boost::system::error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  }
+}
+
+void WsSession::close(std::uint16_t code, std::string_view reason) {
+  if (state_ == State::closing) return;
+  state_ = State::closing;
+  // Leave the shard's tables in a posted handler: close() may run inside a fan-out loop over
+  // those very tables, and deliveries to a closing session are ignored meanwhile.
+  asio::post(shard_.ioc(), [self = shared_from_this()] { self->detach(); });
+  // Drop what has not started to leave; the close frame goes right after the write in flight.
+  while (queue_.size() > in_flight_) {
+    queued_bytes_ -= queue_.back()->size();
+    queue_.pop_back();
+  }
+  auto frame = std::make_shared<const std::string>(ws::make_close_frame(code, reason));
+  queued_bytes_ += frame->size();
+  queue_.push_back(std::move(frame));
+  close_queued_ = true;
+  schedule_flush();
+  timer_.cancel();
+  timer_.expires_after(kCloseGrace);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->finish_close();
+  });
+}
+
+void WsSession::finish_close() {
+  if (socket_closed_) return;
+  socket_closed_ = true;
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  timer_.cancel();
+}
+
+void WsSession::detach() {
+  shard_.remove_session(this);
+  if (!registered_) return;
+  registered_ = false;
+  for (auto& [room, rs] : rooms_) {
+    if (rs.counts_for_synced) --syncing_rooms_;
+    shard_.remove_room_member(room, this);
+  }
+  rooms_.clear();
+  for (const auto& u : watching_) shard_.remove_watcher(u, this);
+  watching_.clear();
+  shard_.remove_user_session(user_, this);
+  node_.session_closed(user_);
+  node_.metrics().sessions.dec();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deliveries (from the shard)
+
+void WsSession::deliver_message(const std::string& room, std::uint64_t seq,
+                                const std::shared_ptr<const std::string>& frame) {
+  if (state_ != State::live) return;
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return;
+  RoomSync& rs = it->second;
+  if (rs.held) {
+    rs.buffer.emplace_back(seq, frame);
+    return;
+  }
+  if (seq <= rs.last) return;  // already sent (by a replay)
+  if (seq != rs.last + 1) {
+    // Should not happen (the shard delivers in order), but never send a gap: catch up first.
+    rs.held = true;
+    rs.buffer.emplace_back(seq, frame);
+    fetch_gap(room);
+    return;
+  }
+  rs.last = seq;
+  enqueue(frame);
+}
+
+void WsSession::deliver_frame(const std::shared_ptr<const std::string>& frame) {
+  if (state_ == State::live) enqueue(frame);
+}
+
+void WsSession::on_user_event(const UserEvent& ev) {
+  if (state_ != State::live) return;
+  switch (ev.kind) {
+    case UserEvent::Kind::joined:
+      add_room(ev.room, ev.seq, ev.seq, false);
+      break;
+    case UserEvent::Kind::left:
+      remove_room(ev.room);
+      break;
+    case UserEvent::Kind::read:
+      if (ev.origin_session != session_id_) send_json(protocol::encode_read(ev.room, ev.seq));
+      break;
+    case UserEvent::Kind::logout:
+      if (ev.token_hash == token_hash_) close(ws::close_code::policy_violation, "logged out");
+      break;
+    case UserEvent::Kind::invitation:
+      send_json(protocol::encode_invitation(ev.room, ev.by));
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership and resume
+
+void WsSession::add_room(const std::string& room, std::uint64_t start_after,
+                         std::uint64_t room_last_seq, bool counts_for_synced) {
+  if (state_ != State::live || rooms_.count(room)) return;
+  RoomSync& rs = rooms_[room];
+  rs.last = std::min(start_after, room_last_seq);
+  std::uint64_t shard_last = shard_.add_room_member(room, this, room_last_seq);
+  // Hold and catch up when messages exist past our starting point that the shard will not
+  // deliver again: those committed before the store read that told us the room's state, or
+  // already delivered to the shard's other members.
+  if (rs.last < room_last_seq || rs.last < shard_last) {
+    rs.held = true;
+    rs.counts_for_synced = counts_for_synced;
+    if (counts_for_synced) ++syncing_rooms_;
+    fetch_gap(room);
+  }
+}
+
+void WsSession::remove_room(const std::string& room) {
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return;
+  if (it->second.counts_for_synced) --syncing_rooms_;
+  rooms_.erase(it);
+  shard_.remove_room_member(room, this);
+  maybe_synced();
+}
+
+void WsSession::fetch_gap(const std::string& room) {
+  auto it = rooms_.find(room);
+  if (it == rooms_.end() || it->second.fetching) return;
+  RoomSync& rs = it->second;
+  rs.fetching = true;
+  const std::uint64_t after = rs.last;
+  const std::size_t page = node_.options().replay_page;
+  // The recent-message cache holds the newest contiguous run of each subscribed room; when it
+  // reaches back to `after` it answers without the store.
+  if (auto hit = node_.cache().since(room, after, page)) {
+    node_.metrics().cache_hits.inc();
+    std::vector<std::shared_ptr<const std::string>> frames;
+    std::vector<std::uint64_t> seqs;
+    frames.reserve(hit->size());
+    for (auto& e : *hit) {
+      frames.push_back(make_text_frame(*e.json));
+      seqs.push_back(e.seq);
+    }
+    bool complete = hit->size() < page;
+    on_gap_fetched(room, std::move(frames), std::move(seqs), complete);
+    return;
+  }
+  node_.metrics().cache_misses.inc();
+  node_.store().read_range(
+      room, after, UINT64_MAX, static_cast<std::uint32_t>(page),
+      [self = shared_from_this(), room, page](Result<std::vector<store::StoredMessage>> r) {
+        std::vector<std::shared_ptr<const std::string>> frames;
+        std::vector<std::uint64_t> seqs;
+        bool ok = r.has_value();
+        if (ok) {
+          for (auto& m : *r) {
+            frames.push_back(make_text_frame(protocol::encode_message(
+                {m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id})));
+            seqs.push_back(m.seq);
+          }
+        }
+        bool complete = ok && r->size() < page;
+        self->post_self([room, frames = std::move(frames), seqs = std::move(seqs), complete,
+                         ok](WsSession& s) mutable {
+          if (!ok) {
+            // The store is down: try again shortly; the room stays held meanwhile.
+            auto t = std::make_shared<asio::steady_timer>(s.shard_.ioc(), std::chrono::milliseconds(500));
+            t->async_wait([t, self = s.shared_from_this(), room](boost::system::error_code) {
+              auto it = self->rooms_.find(room);
+              if (it == self->rooms_.end() || self->state_ != State::live) return;
+              it->second.fetching = false;
+              self->fetch_gap(room);
+            });
+            return;
+          }
+          s.on_gap_fetched(room, std::move(frames), std::move(seqs), complete);
+        });
+      });
+}
+
+void WsSession::on_gap_fetched(const std::string& room,
+                               std::vector<std::shared_ptr<const std::string>> frames,
+                               std::vector<std::uint64_t> seqs, bool complete) {
+  if (state_ != State::live) return;
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return;
+  RoomSync& rs = it->second;
+  rs.fetching = false;
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i] != rs.last + 1) continue;
+    rs.last = seqs[i];
+    enqueue(std::move(frames[i]));
+  }
+  if (!complete) {
+    fetch_gap(room);
+    return;
+  }
+  // Release what arrived live meanwhile, skipping what the replay sent. A hole between the
+  // replay and the held messages (they were still on their way to the store's readers) means
+  // one more round trip.
+  std::size_t i = 0;
+  for (; i < rs.buffer.size(); ++i) {
+    auto& [seq, frame] = rs.buffer[i];
+    if (seq <= rs.last) continue;
+    if (seq != rs.last + 1) break;
+    rs.last = seq;
+    enqueue(std::move(frame));
+  }
+  if (i < rs.buffer.size()) {
+    rs.buffer.erase(rs.buffer.begin(), rs.buffer.begin() + static_cast<std::ptrdiff_t>(i));
+    node_.store().read_range(
+        room, rs.last, rs.buffer.front().first - 1, static_cast<std::uint32_t>(node_.options().replay_page),
+        [self = shared_from_this(), room](Result<std::vector<store::StoredMessage>> r) {
+          std::vector<std::shared_ptr<const std::string>> frames;
+          std::vector<std::uint64_t> seqs;
+          if (r) {
+            for (auto& m : *r) {
+              frames.push_back(make_text_frame(protocol::encode_message(
+                  {m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id})));
+              seqs.push_back(m.seq);
+            }
+          }
+          self->post_self([room, frames = std::move(frames), seqs = std::move(seqs)](WsSession& s) mutable {
+            // `complete` is true: this read covered exactly the hole; the loop above runs again.
+            auto it = s.rooms_.find(room);
+            if (it != s.rooms_.end()) it->second.fetching = false;
+            s.on_gap_fetched(room, std::move(frames), std::move(seqs), true);
+          });
+        });
+    rs.fetching = true;
+    return;
+  }
+  rs.buffer.clear();
+  rs.held = false;
+  if (rs.counts_for_synced) {
+    rs.counts_for_synced = false;
+    --syncing_rooms_;
+    maybe_synced();
+  }
+}
+
+void WsSession::maybe_synced() {
+  if (synced_sent_ || state_ != State::live || syncing_rooms_ > 0) return;
+  synced_sent_ = true;
+  send_json(protocol::encode_synced());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+void WsSession::handle(protocol::Envelope env) {
+  auto& ref = env.ref;
+  std::visit(
+      [&](auto&& req) {
+        using T = std::decay_t<decltype(req)>;
+        if constexpr (std::is_same_v<T, protocol::AuthReq>) {
+          send_error(ref, ErrorCode::bad_request, "already authenticated");
+        } else if constexpr (std::is_same_v<T, protocol::SendReq>) {
+          handle_send(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::HistoryReq>) {
+          handle_history(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::CreateReq>) {
+          handle_create(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::JoinReq>) {
+          handle_join(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::LeaveReq>) {
+          handle_leave(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::InviteReq>) {
+          handle_invite(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::DmReq>) {
+          handle_dm(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::TypingReq>) {
+          handle_typing(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::ReadReq>) {
+          handle_read(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::WatchReq>) {
+          handle_watch(ref, std::move(req));
+        } else if constexpr (std::is_same_v<T, protocol::PingReq>) {
+          send_json(protocol::encode_pong(ref));
+        }
+      },
+      env.request);
+}
+
+void WsSession::reply_store_error(const std::optional<std::string>& ref, std::error_code ec) {
+  send_error(ref, to_protocol(ec), store_error_message(ec));
+}
+
+bool WsSession::require_member(const std::optional<std::string>& ref, const std::string& room) {
+  if (rooms_.count(room)) return true;
+  send_error(ref, ErrorCode::forbidden, "not a member of room " + room);
+  return false;
+}
+
+void WsSession::handle_auth(const std::optional<std::string>& ref, protocol::AuthReq req) {
+  token_hash_ = Node::hash_token(req.token);
+  node_.authenticate(req.token, [self = shared_from_this(), ref,
+                                 cursors = std::move(req.cursors)](Result<store::TokenInfo> r) mutable {
+    if (!r) {
+      bool down = r.error() == store::StoreErrc::unavailable;
+      self->post_self([ref, down](WsSession& s) {
+        if (s.state_ != State::authenticating) return;
+        if (down) {
+          s.send_error(ref, ErrorCode::unavailable, "the store is unavailable; reconnect shortly");
+          s.close(ws::close_code::internal_error, "store unavailable");
+        } else {
+          spdlog::info("ws {}: rejected token", s.remote_);
+          s.send_error(ref, ErrorCode::unauthorized, "invalid or expired token");
+          s.close(ws::close_code::policy_violation, "unauthorized");
+        }
+      });
+      return;
+    }
+    auto info = std::move(*r);
+    self->node_.store().list_rooms(
+        info.user, [self, ref, info, cursors = std::move(cursors)](
+                       Result<std::vector<store::RoomSummary>> rooms) mutable {
+          self->post_self([ref, info = std::move(info), cursors = std::move(cursors),
+                           rooms = std::move(rooms)](WsSession& s) mutable {
+            if (s.state_ != State::authenticating) return;
+            if (!rooms) {
+              s.send_error(ref, ErrorCode::unavailable, "the store is unavailable; reconnect shortly");
+              s.close(ws::close_code::internal_error, "store unavailable");
+              return;
+            }
+            s.on_authenticated(std::move(info), std::move(*rooms), std::move(cursors));
+          });
+        });
+  });
+}
+
+void WsSession::on_authenticated(store::TokenInfo info, std::vector<store::RoomSummary> rooms,
+                                 std::vector<std::pair<std::string, std::uint64_t>> cursors) {
+  timer_.cancel();
+  state_ = State::live;
+  user_ = info.user;
+  registered_ = true;
+  node_.metrics().sessions.inc();
+  shard_.add_user_session(user_, this);
+  node_.session_opened(user_);
+  send_json(protocol::encode_welcome(user_, node_.options().node_id, now_ms()));
+
+  std::unordered_map<std::string, std::uint64_t> cursor_of(cursors.begin(), cursors.end());
+  for (const auto& r : rooms) {
+    auto c = cursor_of.find(r.room);
+    if (c != cursor_of.end()) {
+      add_room(r.room, c->second, r.last_seq, true);
+    } else {
+      add_room(r.room, r.last_seq, r.last_seq, false);
+    }
+  }
+  maybe_synced();
+  auto pending = std::move(pending_frames_);
+  pending_frames_.clear();
+  for (auto& f : pending) {
+    if (state_ != State::live) break;
+    on_text(f);
+  }
+}
+
+void WsSession::handle_send(const std::optional<std::string>& ref, protocol::SendReq req) {
+  node_.metrics().received.inc();
+  if (!require_member(ref, req.room)) return;
+  if (auto wait = node_.rate_limiter().acquire(user_, std::chrono::steady_clock::now())) {
+    send_error(ref, ErrorCode::rate_limited, "too many messages; retry later", wait);
+    return;
+  }
+  auto started = std::chrono::steady_clock::now();
+  store::AppendRequest ar{req.room, user_, req.client_msg_id, std::move(req.body)};
+  node_.store().append(std::move(ar), [self = shared_from_this(), ref,
+                                       started](Result<store::AppendResult> r) {
+    if (r && !r->duplicate) self->node_.publish_message(r->message);
+    self->post_self([ref, r = std::move(r), started](WsSession& s) {
+      if (!r) {
+        s.reply_store_error(ref, r.error());
+        return;
+      }
+      const auto& m = r->message;
+      s.send_json(protocol::encode_ack(ref, m.room, m.client_msg_id, m.seq, m.ts_ms));
+      s.node_.metrics().send_to_ack.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    });
+  });
+}
+
+void WsSession::handle_history(const std::optional<std::string>& ref, protocol::HistoryReq req) {
+  if (!require_member(ref, req.room)) return;
+  load_history(node_, req.room, req.before.value_or(UINT64_MAX), req.limit,
+               [self = shared_from_this(), ref, room = req.room](Result<HistoryJson> r) {
+                 self->post_self([ref, room, r = std::move(r)](WsSession& s) {
+                   if (!r) {
+                     s.reply_store_error(ref, r.error());
+                     return;
+                   }
+                   s.send_json(encode_history_frame(ref, room, *r));
+                 });
+               });
+}
+
+void WsSession::handle_create(const std::optional<std::string>& ref, protocol::CreateReq req) {
+  auto kind = req.is_private ? store::RoomKind::private_room : store::RoomKind::public_room;
+  node_.store().create_room(req.room, kind, user_, [self = shared_from_this(), ref,
+                                                   room = req.room](Result<Ok> r) {
+    self->post_self([ref, room, ok = r.has_value(), ec = r ? std::error_code{} : r.error()](WsSession& s) {
+      if (!ok) {
+        if (ec == store::StoreErrc::conflict) {
+          s.send_error(ref, ErrorCode::conflict, "room " + room + " exists already");
+        } else {
+          s.reply_store_error(ref, ec);
+        }
+        return;
+      }
+      s.send_json(protocol::encode_joined(ref, room, 0));
+      s.add_room(room, 0, 0, false);
+      s.node_.publish_user_event({UserEvent::Kind::joined, s.user_, room, 0, {}, {}, {}});
+    });
+  });
+}
+
+void WsSession::handle_join(const std::optional<std::string>& ref, protocol::JoinReq req) {
+  node_.store().join_room(req.room, user_, [self = shared_from_this(), ref,
+                                           room = req.room](Result<store::JoinResult> r) {
+    self->post_self([ref, room, r = std::move(r)](WsSession& s) {
+      if (!r) {
+        if (r.error() == store::StoreErrc::forbidden) {
+          s.send_error(ref, ErrorCode::forbidden, "room " + room + " is private and you are not invited");
+        } else if (r.error() == store::StoreErrc::not_found) {
+          s.send_error(ref, ErrorCode::not_found, "no room " + room);
+        } else {
+          s.reply_store_error(ref, r.error());
+        }
+        return;
+      }
+      s.send_json(protocol::encode_joined(ref, room, r->last_seq));
+      s.add_room(room, r->last_seq, r->last_seq, false);
+      if (r->newly_joined) {
+        s.node_.publish_user_event({UserEvent::Kind::joined, s.user_, room, r->last_seq, {}, {}, {}});
+      }
+    });
+  });
+}
+
+void WsSession::handle_leave(const std::optional<std::string>& ref, protocol::LeaveReq req) {
+  node_.store().leave_room(req.room, user_, [self = shared_from_this(), ref,
+                                            room = req.room](Result<Ok> r) {
+    self->post_self([ref, room, ok = r.has_value(), ec = r ? std::error_code{} : r.error()](WsSession& s) {
+      if (!ok) {
+        if (ec == store::StoreErrc::not_found) {
+          s.send_error(ref, ErrorCode::not_found, "no room " + room);
+        } else {
+          s.reply_store_error(ref, ec);
+        }
+        return;
+      }
+      s.send_json(protocol::encode_left(ref, room));
+      s.remove_room(room);
+      s.node_.publish_user_event({UserEvent::Kind::left, s.user_, room, 0, {}, {}, {}});
+    });
+  });
+}
+
+void WsSession::handle_invite(const std::optional<std::string>& ref, protocol::InviteReq req) {
+  if (!require_member(ref, req.room)) return;
+  node_.store().invite(req.room, user_, req.user, [self = shared_from_this(), ref, room = req.room,
+                                                  invitee = req.user](Result<Ok> r) {
+    self->post_self([ref, room, invitee, ok = r.has_value(),
+                     ec = r ? std::error_code{} : r.error()](WsSession& s) {
+      if (!ok) {
+        if (ec == store::StoreErrc::not_found) {
+          s.send_error(ref, ErrorCode::not_found, "no user " + invitee + " or no room " + room);
+        } else {
+          s.reply_store_error(ref, ec);
+        }
+        return;
+      }
+      s.send_json(protocol::encode_invited(ref, room, invitee));
+      s.node_.publish_user_event({UserEvent::Kind::invitation, invitee, room, 0, s.user_, {}, {}});
+    });
+  });
+}
+
+void WsSession::handle_dm(const std::optional<std::string>& ref, protocol::DmReq req) {
+  if (req.user == user_) {
+    send_error(ref, ErrorCode::bad_request, "cannot open a direct-message room with yourself");
+    return;
+  }
+  std::string room = core::dm_room_name(user_, req.user);
+  node_.store().open_dm(room, user_, req.user, [self = shared_from_this(), ref, room,
+                                               other = req.user](Result<store::JoinResult> r) {
+    self->post_self([ref, room, other, r = std::move(r)](WsSession& s) {
+      if (!r) {
+        if (r.error() == store::StoreErrc::not_found) {
+          s.send_error(ref, ErrorCode::not_found, "no user " + other);
+        } else {
+          s.reply_store_error(ref, r.error());
+        }
+        return;
+      }
+      s.send_json(protocol::encode_joined(ref, room, r->last_seq));
+      s.add_room(room, r->last_seq, r->last_seq, false);
+      s.node_.publish_user_event({UserEvent::Kind::joined, s.user_, room, r->last_seq, {}, {}, {}});
+      s.node_.publish_user_event({UserEvent::Kind::joined, other, room, r->last_seq, {}, {}, {}});
+    });
+  });
+}
+
+void WsSession::handle_typing(const std::optional<std::string>& ref, protocol::TypingReq req) {
+  if (!require_member(ref, req.room)) return;
+  node_.publish_typing(req.room, user_);
+}
+
+void WsSession::handle_read(const std::optional<std::string>& ref, protocol::ReadReq req) {
+  if (!require_member(ref, req.room)) return;
+  node_.store().set_read(req.room, user_, req.seq, [self = shared_from_this(), ref,
+                                                   room = req.room](Result<std::uint64_t> r) {
+    if (r) {
+      self->node_.publish_user_event(
+          {UserEvent::Kind::read, self->user_, room, *r, {}, {}, self->session_id_});
+      return;
+    }
+    self->post_self([ref, ec = r.error()](WsSession& s) { s.reply_store_error(ref, ec); });
+  });
+}
+
+void WsSession::handle_watch(const std::optional<std::string>& ref, protocol::WatchReq req) {
+  (void)ref;
+  for (auto& u : req.users) {
+    if (watching_.insert(u).second) shard_.add_watcher(u, this);
+    send_json(protocol::encode_presence(u, node_.presence().online(u)));
+  }
+}
+
+}  // namespace parley::transport

@@ -1,0 +1,136 @@
+#pragma once
+// One WebSocket connection, living on one shard's thread for its whole life.
+//
+// Writes: every outgoing frame is an immutable shared buffer (a chat message's frame is built
+// once per node and shared by all recipients). Frames queue per session, and a flush posted
+// once per loop turn writes everything queued with one gathered write, so a burst of events
+// costs one syscall per recipient rather than one per event. The queue is bounded in bytes: a
+// client whose backlog passes the limit is closed 1008 "slow consumer" and resumes later.
+//
+// Resume: each room the session is a member of has a delivery point (the last seq sent). A room
+// being synchronised (a resume cursor, a join, an invitation accepted elsewhere) is "held":
+// live messages for it are kept aside while the gap is read from the recent-message cache or
+// the store, then the held ones are released in order, skipping what the replay already sent.
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "protocol/messages.hpp"
+#include "protocol/ws_frame.hpp"
+#include "transport/node.hpp"
+
+namespace parley::transport {
+
+class WsSession : public std::enable_shared_from_this<WsSession> {
+ public:
+  // `initial` holds bytes read past the HTTP upgrade request (a pipelined first frame).
+  WsSession(Node& node, Shard& shard, boost::asio::ip::tcp::socket socket, std::string initial,
+            std::string remote);
+  ~WsSession();
+
+  void start();
+
+  // Called on the shard's thread by the shard.
+  void deliver_message(const std::string& room, std::uint64_t seq,
+                       const std::shared_ptr<const std::string>& frame);
+  void deliver_frame(const std::shared_ptr<const std::string>& frame);
+  void on_user_event(const UserEvent& ev);
+  void close(std::uint16_t code, std::string_view reason);
+
+  const std::string& user() const { return user_; }
+  bool authenticated() const { return state_ == State::live; }
+  bool is_member(const std::string& room) const { return rooms_.count(room) != 0; }
+
+ private:
+  enum class State { awaiting_auth, authenticating, live, closing };
+  struct RoomSync {
+    std::uint64_t last = 0;  // last seq this session has been sent
+    bool held = false;       // synchronising: live messages wait in `buffer`
+    bool fetching = false;
+    bool counts_for_synced = false;  // a cursor room: `synced` waits for it
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> buffer;
+  };
+
+  void do_read();
+  void on_read(std::size_t n);
+  void process_input();
+  void on_text(std::string_view text);
+  void handle(protocol::Envelope env);
+  void send_error(const std::optional<std::string>& ref, protocol::ErrorCode code,
+                  std::string_view message, std::optional<std::uint64_t> retry_after = {});
+  void send_json(std::string json);
+  void enqueue(std::shared_ptr<const std::string> frame);
+  void schedule_flush();
+  void flush();
+  void on_written(std::size_t frames);
+  void finish_close();
+  void detach();
+
+  // Requests.
+  void handle_auth(const std::optional<std::string>& ref, protocol::AuthReq req);
+  void on_authenticated(store::TokenInfo info, std::vector<store::RoomSummary> rooms,
+                        std::vector<std::pair<std::string, std::uint64_t>> cursors);
+  void handle_send(const std::optional<std::string>& ref, protocol::SendReq req);
+  void handle_history(const std::optional<std::string>& ref, protocol::HistoryReq req);
+  void handle_create(const std::optional<std::string>& ref, protocol::CreateReq req);
+  void handle_join(const std::optional<std::string>& ref, protocol::JoinReq req);
+  void handle_leave(const std::optional<std::string>& ref, protocol::LeaveReq req);
+  void handle_invite(const std::optional<std::string>& ref, protocol::InviteReq req);
+  void handle_dm(const std::optional<std::string>& ref, protocol::DmReq req);
+  void handle_typing(const std::optional<std::string>& ref, protocol::TypingReq req);
+  void handle_read(const std::optional<std::string>& ref, protocol::ReadReq req);
+  void handle_watch(const std::optional<std::string>& ref, protocol::WatchReq req);
+  void reply_store_error(const std::optional<std::string>& ref, std::error_code ec);
+  bool require_member(const std::optional<std::string>& ref, const std::string& room);
+
+  // Membership and resume.
+  void add_room(const std::string& room, std::uint64_t start_after, std::uint64_t room_last_seq,
+                bool counts_for_synced);
+  void remove_room(const std::string& room);
+  void fetch_gap(const std::string& room);
+  void on_gap_fetched(const std::string& room, std::vector<std::shared_ptr<const std::string>> frames,
+                      std::vector<std::uint64_t> seqs, bool complete);
+  void maybe_synced();
+  // Runs `fn` on this session's shard thread, keeping the session alive until then.
+  template <class Fn>
+  void post_self(Fn&& fn);
+
+  Node& node_;
+  Shard& shard_;
+  boost::asio::ip::tcp::socket socket_;
+  std::string remote_;
+  std::string rbuf_;
+  std::size_t rbuf_used_ = 0;
+  protocol::ws::FrameParser parser_;
+  std::vector<protocol::ws::FrameEvent> events_;
+  boost::asio::steady_timer timer_;  // auth timeout, then the close grace period
+  State state_ = State::awaiting_auth;
+  std::vector<std::string> pending_frames_;  // requests pipelined behind auth
+
+  std::string user_;
+  std::string token_hash_;
+  std::string session_id_;
+  std::unordered_map<std::string, RoomSync> rooms_;
+  std::unordered_set<std::string> watching_;
+  std::size_t syncing_rooms_ = 0;
+  bool synced_sent_ = false;
+  bool registered_ = false;  // in the shard's tables and presence
+
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  std::size_t queued_bytes_ = 0;
+  std::size_t in_flight_ = 0;  // frames at the head of queue_ being written
+  bool flush_posted_ = false;
+  bool close_queued_ = false;
+  bool socket_closed_ = false;
+  std::vector<boost::asio::const_buffer> iov_;
+};
+
+}  // namespace parley::transport
