@@ -310,7 +310,8 @@ async function authenticate(mode) {
   ui.loginSubmit.disabled = ui.registerSubmit.disabled = true;
   try {
     const res = await api('POST', `/api/v1/${mode}`, { body: { username, password } });
-    if (!res || typeof res.token !== 'string') throw new Error('Unexpected answer from the server.');
+    if (!res || typeof res.token !== 'string')
+      throw new Error('Unexpected answer from the server.');
     const session = {
       user: typeof res.user === 'string' ? res.user : username,
       token: res.token,
@@ -383,6 +384,9 @@ async function logout() {
   const session = state.session;
   if (!session) return;
   ui.logout.disabled = true;
+  // Stop the socket first: the server closes it (1008) on logout, and a reconnect attempt
+  // with the dead token would report an expired session instead of a clean logout.
+  if (state.client) state.client.stop();
   try {
     await api('POST', '/api/v1/logout', { token: session.token });
   } catch (err) {
@@ -430,7 +434,8 @@ function onFrame(f) {
       break;
     case 'history':
       // Replies to our history requests (gap repair or paging); merged here once.
-      if (typeof f.room === 'string' && Array.isArray(f.messages)) ingestHistory(f.room, f.messages);
+      if (typeof f.room === 'string' && Array.isArray(f.messages))
+        ingestHistory(f.room, f.messages);
       break;
     case 'joined':
       onJoined(f);
@@ -537,11 +542,15 @@ async function refreshRooms({ beforeConnect = false } = {}) {
 
 function refreshRoomsSoon() {
   if (state.timers.refreshRooms) return; // one is coming already
-  setTimer('refreshRooms', () => {
-    refreshRooms().catch((err) => {
-      if (err.status === 401) endSession('Your session has ended. Please log in again.');
-    });
-  }, 300);
+  setTimer(
+    'refreshRooms',
+    () => {
+      refreshRooms().catch((err) => {
+        if (err.status === 401) endSession('Your session has ended. Please log in again.');
+      });
+    },
+    300,
+  );
 }
 
 /** `joined` (our reply, or another session / another user's DM adding us). */
@@ -580,7 +589,8 @@ function removeRoom(name) {
 /** Asks for presence of users (DM peers). Renewed on every welcome. */
 function watchPeers(users) {
   const list = [...new Set(users.filter((u) => typeof u === 'string' && u))];
-  if (list.length && state.client && state.client.canSend) state.client.send({ type: 'watch', users: list });
+  if (list.length && state.client && state.client.canSend)
+    state.client.send({ type: 'watch', users: list });
 }
 
 function offerInvitation(roomName, by) {
@@ -723,7 +733,12 @@ async function fillGap(room) {
   room.gapFilling = true;
   let again = false;
   try {
-    const res = await state.client.request({ type: 'history', room: room.name, before: next, limit });
+    const res = await state.client.request({
+      type: 'history',
+      room: room.name,
+      before: next,
+      limit,
+    });
     // onFrame has merged the messages already.
     if (!Array.isArray(res.messages) || res.messages.length === 0) {
       // The store has nothing there: skip the hole rather than wait forever.
@@ -761,7 +776,12 @@ async function loadOlder(room) {
   try {
     let res;
     if (state.client && state.client.canSend) {
-      res = await state.client.request({ type: 'history', room: room.name, before, limit: HISTORY_PAGE });
+      res = await state.client.request({
+        type: 'history',
+        room: room.name,
+        before,
+        limit: HISTORY_PAGE,
+      });
       // onFrame has merged the messages already.
     } else {
       res = await api(
@@ -794,7 +814,8 @@ async function loadOlder(room) {
 
 function maybeLoadOlder() {
   const room = activeRoom();
-  if (room && room.hasOlder && !room.loadingOlder && ui.scroller.scrollTop < NEAR_TOP_PX) loadOlder(room);
+  if (room && room.hasOlder && !room.loadingOlder && ui.scroller.scrollTop < NEAR_TOP_PX)
+    loadOlder(room);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -947,8 +968,10 @@ function discardFailed(id) {
 function noteTyping() {
   const room = activeRoom();
   const now = Date.now();
-  if (!room || !ui.composerInput.value || now - state.lastTypingSentAt < TYPING_SEND_EVERY_MS) return;
-  if (state.client && state.client.send({ type: 'typing', room: room.name })) state.lastTypingSentAt = now;
+  if (!room || !ui.composerInput.value || now - state.lastTypingSentAt < TYPING_SEND_EVERY_MS)
+    return;
+  if (state.client && state.client.send({ type: 'typing', room: room.name }))
+    state.lastTypingSentAt = now;
 }
 
 function onTyping(f) {
@@ -972,6 +995,14 @@ function onReadMarker(f) {
 
 const scheduleRead = () => setTimer('read', sendRead, READ_DEBOUNCE_MS);
 
+/** Sends a pending read marker now (before switching away from the room it is for). */
+function flushRead() {
+  if (!state.timers.read) return;
+  clearTimeout(state.timers.read);
+  delete state.timers.read;
+  sendRead();
+}
+
 /** Marks the newest message shown in the open room as read, if the page is visible. */
 function sendRead() {
   const room = activeRoom();
@@ -987,7 +1018,8 @@ function sendRead() {
 function unreadCount(room) {
   if (room.lastSeq <= room.readSeq) return 0;
   const s = room.server;
-  if (s && s.last_seq === room.lastSeq && s.read_seq === room.readSeq && isSeq(s.unread)) return s.unread;
+  if (s && s.last_seq === room.lastSeq && s.read_seq === room.readSeq && isSeq(s.unread))
+    return s.unread;
   // Count what we know: messages from others we hold, plus every seq we do not hold.
   let n = 0;
   for (let seq = room.readSeq + 1; seq <= room.lastSeq && n < 1000; seq++) {
@@ -1002,7 +1034,14 @@ function unreadCount(room) {
 // ---------------------------------------------------------------------------------------------
 
 // Changes mark parts of the page dirty; one flush per task redraws them together.
-const dirty = { rooms: false, header: false, typing: false, pending: false, view: false, messages: false };
+const dirty = {
+  rooms: false,
+  header: false,
+  typing: false,
+  pending: false,
+  view: false,
+  messages: false,
+};
 let inserts = []; // messages to add to the open room's list
 
 function markDirty(part) {
@@ -1064,30 +1103,45 @@ function renderRoomList() {
     existing.delete(room.name);
     if (!li) {
       li = h('li', { 'data-room': room.name });
-      const btn = h('button', { type: 'button', class: 'room', 'data-testid': 'room-item', 'data-room': room.name });
+      const btn = h('button', {
+        type: 'button',
+        class: 'room',
+        'data-testid': 'room-item',
+        'data-room': room.name,
+      });
       btn.addEventListener('click', () => openRoom(room.name));
       li.append(btn);
     }
     const btn = li.firstElementChild;
-    const unread = room.name === state.active && document.visibilityState === 'visible' ? 0 : unreadCount(room);
+    const unread =
+      room.name === state.active && document.visibilityState === 'visible' ? 0 : unreadCount(room);
     btn.dataset.kind = room.kind || 'unknown';
     btn.dataset.unread = String(unread);
     btn.classList.toggle('active', room.name === state.active);
     btn.classList.toggle('has-unread', unread > 0);
     if (room.name === state.active) btn.setAttribute('aria-current', 'true');
     else btn.removeAttribute('aria-current');
-    const icon =
-      room.kind === 'dm'
-        ? presenceDot(dmPeer(room.name))
-        : h('span', { class: 'icon', 'aria-hidden': 'true', text: room.kind === 'private' ? '🔒' : '#' });
+    const peer = room.kind === 'dm' ? dmPeer(room.name) : null;
+    const icon = peer
+      ? presenceDot(peer)
+      : h('span', {
+          class: 'icon',
+          'aria-hidden': 'true',
+          text: room.kind === 'private' ? '🔒' : '#',
+        });
     const badge = h('span', {
       class: 'badge',
       'data-testid': 'room-unread',
       text: unread > 999 ? '999+' : String(unread),
     });
     badge.hidden = unread === 0;
-    btn.replaceChildren(icon, h('span', { class: 'name', 'data-testid': 'room-name', text: roomLabel(room) }), badge);
-    if (ui.roomList.children[i] !== li) ui.roomList.insertBefore(li, ui.roomList.children[i] || null);
+    btn.replaceChildren(
+      icon,
+      h('span', { class: 'name', 'data-testid': 'room-name', text: roomLabel(room) }),
+      badge,
+    );
+    if (ui.roomList.children[i] !== li)
+      ui.roomList.insertBefore(li, ui.roomList.children[i] || null);
   });
   for (const li of existing.values()) li.remove();
   ui.roomListEmpty.hidden = rooms.length > 0;
@@ -1106,7 +1160,13 @@ function renderHeader() {
   ui.roomView.dataset.kind = room.kind || 'unknown';
   ui.roomTitle.textContent = roomLabel(room);
   ui.roomKind.textContent =
-    room.kind === 'dm' ? 'direct message' : room.kind === 'private' ? 'private room' : room.kind === 'public' ? 'public room' : '';
+    room.kind === 'dm'
+      ? 'direct message'
+      : room.kind === 'private'
+        ? 'private room'
+        : room.kind === 'public'
+          ? 'public room'
+          : '';
   const peer = room.kind === 'dm' ? dmPeer(room.name) : null;
   ui.roomPresence.replaceChildren(...(peer ? [presenceDot(peer, 'room-presence-dot')] : []));
   if (peer) {
@@ -1118,13 +1178,21 @@ function renderHeader() {
   ui.loadOlder.disabled = room.loadingOlder;
   ui.loadOlder.textContent = room.loadingOlder ? 'Loading…' : 'Load older messages';
   ui.historyStart.hidden = room.hasOlder;
-  ui.historyStart.textContent = room.kind === 'dm' ? `This is the start of your conversation with ${peer}.` : `This is the start of ${room.name}.`;
+  ui.historyStart.textContent =
+    room.kind === 'dm'
+      ? `This is the start of your conversation with ${peer}.`
+      : `This is the start of ${room.name}.`;
 }
 
 function renderTyping() {
   const room = activeRoom();
   const now = Date.now();
-  const names = room ? [...room.typers].filter(([, until]) => until > now).map(([u]) => u).sort() : [];
+  const names = room
+    ? [...room.typers]
+        .filter(([, until]) => until > now)
+        .map(([u]) => u)
+        .sort()
+    : [];
   let text = '';
   if (names.length === 1) text = `${names[0]} is typing…`;
   else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
@@ -1151,7 +1219,11 @@ function messageEl(m) {
     },
     [
       h('div', { class: 'meta' }, [
-        h('span', { class: 'from', 'data-testid': 'message-from', text: own ? `${m.from} (you)` : m.from }),
+        h('span', {
+          class: 'from',
+          'data-testid': 'message-from',
+          text: own ? `${m.from} (you)` : m.from,
+        }),
         h('time', { datetime: t.iso, title: t.full, text: t.short }),
       ]),
       h('div', { class: 'body', 'data-testid': 'message-body', text: m.body }),
@@ -1159,7 +1231,12 @@ function messageEl(m) {
   );
 }
 
-const PENDING_TEXT = { sending: 'sending…', retrying: 'retrying…', sent: 'sent', failed: 'not sent' };
+const PENDING_TEXT = {
+  sending: 'sending…',
+  retrying: 'retrying…',
+  sent: 'sent',
+  failed: 'not sent',
+};
 
 function pendingEl(e) {
   const status = h('span', {
@@ -1182,8 +1259,18 @@ function pendingEl(e) {
     ],
   );
   if (e.state === 'failed') {
-    const retry = h('button', { type: 'button', class: 'link', 'data-testid': 'pending-retry', text: 'Retry' });
-    const discard = h('button', { type: 'button', class: 'link', 'data-testid': 'pending-discard', text: 'Discard' });
+    const retry = h('button', {
+      type: 'button',
+      class: 'link',
+      'data-testid': 'pending-retry',
+      text: 'Retry',
+    });
+    const discard = h('button', {
+      type: 'button',
+      class: 'link',
+      'data-testid': 'pending-discard',
+      text: 'Discard',
+    });
     retry.addEventListener('click', () => retryFailed(e.client_msg_id));
     discard.addEventListener('click', () => discardFailed(e.client_msg_id));
     li.append(h('div', { class: 'actions' }, [retry, discard]));
@@ -1214,7 +1301,8 @@ function renderView() {
   ui.pendingList.replaceChildren();
   if (!room) return;
   const frag = document.createDocumentFragment();
-  for (const seq of [...room.messages.keys()].sort((a, b) => a - b)) frag.append(messageEl(room.messages.get(seq)));
+  for (const seq of [...room.messages.keys()].sort((a, b) => a - b))
+    frag.append(messageEl(room.messages.get(seq)));
   ui.messageList.append(frag);
   renderPending();
   ui.scroller.scrollTop = ui.scroller.scrollHeight;
@@ -1247,6 +1335,7 @@ function withScrollAnchor(mutate, { forceBottom = false } = {}) {
 function openRoom(name) {
   const room = state.rooms.get(name);
   if (!room) return;
+  flushRead();
   state.active = name;
   state.lastTypingSentAt = 0;
   try {
@@ -1263,6 +1352,7 @@ function openRoom(name) {
 }
 
 function closeRoom() {
+  if (state.rooms.has(state.active)) flushRead();
   state.active = null;
   try {
     sessionStorage.removeItem(activeRoomKey(me()));
@@ -1410,15 +1500,20 @@ function bindUi() {
     });
   };
   const checkRoomName = (name) => {
-    if (!ROOM_NAME_RE.test(name)) throw new Error('Room names are 1–64 characters: a–z, 0–9, _ and -.');
+    if (!ROOM_NAME_RE.test(name))
+      throw new Error('Room names are 1–64 characters: a–z, 0–9, _ and -.');
     return name;
   };
   const checkUserName = (name) => {
-    if (!USER_NAME_RE.test(name)) throw new Error('User names are 1–32 characters: a–z, 0–9, _ . and -.');
+    if (!USER_NAME_RE.test(name))
+      throw new Error('User names are 1–32 characters: a–z, 0–9, _ . and -.');
     return name;
   };
   action(ui.createForm, () =>
-    createRoom(checkRoomName(ui.createName.value.trim()), ui.createVisibility.value === 'private' ? 'private' : 'public'),
+    createRoom(
+      checkRoomName(ui.createName.value.trim()),
+      ui.createVisibility.value === 'private' ? 'private' : 'public',
+    ),
   );
   ui.joinForm.addEventListener('submit', async (ev) => {
     // joinRoom shows its own errors (it is also used by invitation notices).
@@ -1498,13 +1593,17 @@ function bindUi() {
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') {
       scheduleRead();
+      // The server tells other sessions about joins and leaves only through their messages:
+      // coming back to the tab is a good moment to pick up membership changes.
+      if (state.session) refreshRoomsSoon();
       markDirty('rooms');
     }
   });
   window.addEventListener('pagehide', saveCursorsNow);
   // Logged out in another tab: follow.
   window.addEventListener('storage', (ev) => {
-    if (ev.key === SESSION_KEY && ev.newValue === null && state.session) endSession('You logged out in another tab.');
+    if (ev.key === SESSION_KEY && ev.newValue === null && state.session)
+      endSession('You logged out in another tab.');
   });
 }
 

@@ -24,24 +24,31 @@ export class ApiError extends Error {
 /**
  * Calls the HTTP API. Resolves with the parsed JSON body (or null for 204), rejects with an
  * ApiError carrying the server's code and message, or code "network" when the server could
- * not be reached at all.
+ * not be reached at all (or did not answer within `timeoutMs`).
  */
-export async function api(method, path, { token, body } = {}) {
+export async function api(method, path, { token, body, timeoutMs = 15000 } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
   let res;
+  let text = '';
   try {
     res = await fetch(path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
+      signal: abort.signal,
     });
+    text = await res.text();
   } catch (err) {
-    throw new ApiError(0, 'network', 'Cannot reach the server.');
+    if (!res) throw new ApiError(0, 'network', 'Cannot reach the server.');
+    // Headers arrived but the body did not: judge by the status alone.
+  } finally {
+    clearTimeout(timer);
   }
-  const text = await res.text().catch(() => '');
   let json = null;
   if (text) {
     try {
@@ -69,7 +76,8 @@ export class ProtocolError extends Error {
     this.code = code;
     this.frame = frame;
     // Only set for rate_limited: how long the server asks us to wait.
-    this.retryAfterMs = frame && Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : null;
+    this.retryAfterMs =
+      frame && Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : null;
   }
 }
 
@@ -197,7 +205,11 @@ export class ParleyClient {
     if (this.stopped) return;
     this.setState(this.everOnline ? ConnState.RECONNECTING : ConnState.CONNECTING);
     try {
-      await this.prepare();
+      // Bounded, so that a hung HTTP request cannot stall reconnection.
+      await Promise.race([
+        this.prepare(),
+        new Promise((resolve) => setTimeout(resolve, OPEN_TIMEOUT_MS)),
+      ]);
     } catch (err) {
       if (err && err.status === 401) {
         this.fatalUnauthorized(err.message || 'Your session has expired.');

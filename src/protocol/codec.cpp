@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include <type_traits>
+#include <variant>
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
@@ -25,9 +25,16 @@ using Allocator = rj::MemoryPoolAllocator<rj::CrtAllocator>;
 using Document = rj::GenericDocument<rj::UTF8<>, Allocator, Allocator>;
 using Value = Document::ValueType;
 
-// Iterative parsing keeps a deeply nested hostile frame from exhausting the thread's stack;
-// encoding validation refuses raw invalid UTF-8 even when the caller did not check it first.
-constexpr unsigned parse_flags = rj::kParseValidateEncodingFlag | rj::kParseIterativeFlag;
+// Iterative parsing keeps a deeply nested hostile frame from exhausting the thread's stack.
+// In-situ parsing decodes strings in place in a scratch copy of the frame, so the DOM holds no
+// string copies. RapidJSON's own encoding validation is left off: it is slow, and every string
+// the decoder keeps is validated afterwards anyway (which also catches what RapidJSON lets
+// through, a lone low surrogate escape); strings it does not keep cannot harm anyone.
+constexpr unsigned parse_flags = rj::kParseIterativeFlag | rj::kParseInsituFlag;
+
+// The in-situ parser's per-thread copy of the frame: reused, so that decoding does not allocate.
+// A rare huge input (an HTTP body, say) does not pin its memory to the thread for good.
+constexpr std::size_t max_kept_scratch = 256 * 1024;
 
 std::string quoted(std::string_view field) {
   std::string s;
@@ -45,7 +52,6 @@ class FieldReader {
  public:
   FieldReader(const Value& obj, const Limits& limits) : obj_(obj), limits_(limits) {}
 
-  const DecodeError& error() const { return error_; }
   DecodeError take_error() { return std::move(error_); }
   const Limits& limits() const { return limits_; }
 
@@ -73,19 +79,36 @@ class FieldReader {
   }
 
   bool string_value(const Value& v, std::string_view name, std::string_view& out) {
-    if (!v.IsString()) {
-      return fail("field " + quoted(name) + " must be a string");
+    if (!raw_string_value(v, name, out)) {
+      return false;
     }
-    out = std::string_view(v.GetString(), v.GetStringLength());
     if (!ws::is_valid_utf8(out)) {
       return fail("field " + quoted(name) + " is not valid UTF-8");
     }
     return true;
   }
 
+  // A required string field whose value is checked against a stricter, ASCII-only rule (a
+  // name, a keyword) by the caller, which makes a UTF-8 check redundant.
+  bool raw_string(const char* name, std::string_view& out) {
+    const Value* v = find(name);
+    if (v == nullptr) {
+      return fail("missing field " + quoted(name));
+    }
+    return raw_string_value(*v, name, out);
+  }
+
+  bool raw_string_value(const Value& v, std::string_view name, std::string_view& out) {
+    if (!v.IsString()) {
+      return fail("field " + quoted(name) + " must be a string");
+    }
+    out = std::string_view(v.GetString(), v.GetStringLength());
+    return true;
+  }
+
   bool room_ref(const char* name, std::string& out) {
     std::string_view s;
-    if (!string(name, s)) {
+    if (!raw_string(name, s)) {
       return false;
     }
     if (!core::valid_room_ref(s)) {
@@ -97,7 +120,7 @@ class FieldReader {
 
   bool plain_room(const char* name, std::string& out) {
     std::string_view s;
-    if (!string(name, s)) {
+    if (!raw_string(name, s)) {
       return false;
     }
     if (!core::valid_room_name(s)) {
@@ -109,7 +132,7 @@ class FieldReader {
 
   bool username(const char* name, std::string& out) {
     std::string_view s;
-    if (!string(name, s)) {
+    if (!raw_string(name, s)) {
       return false;
     }
     if (!core::valid_username(s)) {
@@ -195,7 +218,7 @@ bool decode_create(FieldReader& r, CreateReq& req) {
     return false;
   }
   std::string_view visibility;
-  if (!r.string("visibility", visibility)) {
+  if (!r.raw_string("visibility", visibility)) {
     return false;
   }
   if (visibility == "public") {
@@ -433,7 +456,22 @@ Result<Envelope, DecodeError> decode_request(std::string_view json, const Limits
   Allocator value_allocator(value_buffer, sizeof value_buffer);
   Allocator parse_allocator(parse_buffer, sizeof parse_buffer);
   Document doc(&value_allocator, sizeof parse_buffer, &parse_allocator);
-  doc.Parse<parse_flags>(json.data(), json.size());
+  // The in-situ parser stops at a NUL byte, which would hide anything after it; a raw NUL is
+  // never valid JSON text, so such input is refused here.
+  if (std::memchr(json.data(), '\0', json.size()) != nullptr) {
+    return unexpected(
+        DecodeError{ErrorCode::bad_request, "not JSON: a raw NUL byte", std::nullopt});
+  }
+  thread_local std::string scratch;
+  scratch.assign(json);
+  struct ScratchRelease {
+    ~ScratchRelease() {
+      if (scratch.capacity() > max_kept_scratch) {
+        scratch = std::string();
+      }
+    }
+  } release;
+  doc.ParseInsitu<parse_flags>(scratch.data());
   if (doc.HasParseError()) {
     return unexpected(DecodeError{ErrorCode::bad_request,
                                   std::string("not JSON: ") + rj::GetParseError_En(doc.GetParseError()) +
@@ -462,7 +500,7 @@ Result<Envelope, DecodeError> decode_request(std::string_view json, const Limits
   }
 
   std::string_view type;
-  if (!r.string("type", type) || !decode_body(r, type, env.request)) {
+  if (!r.raw_string("type", type) || !decode_body(r, type, env.request)) {
     DecodeError err = r.take_error();
     err.ref = std::move(env.ref);
     return unexpected(std::move(err));

@@ -117,6 +117,13 @@ inline ::testing::AssertionResult is_ws_error(const json& j, const std::string& 
   return ::testing::AssertionSuccess();
 }
 
+// `s` repeated `n` times.
+inline std::string repeat(std::string_view s, std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) out += s;
+  return out;
+}
+
 inline std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

@@ -9,12 +9,6 @@ namespace {
 
 class HttpApi : public IntegrationTest {};
 
-std::string repeat(std::string_view s, std::size_t n) {
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) out += s;
-  return out;
-}
-
 TEST_F(HttpApi, RegisterAnswers201WithUserTokenAndExpiry) {
   auto http = server().http();
   auto name = unique_name("reg");

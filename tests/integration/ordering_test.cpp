@@ -258,7 +258,8 @@ TEST_F(Ordering, RetriedClientMsgIdGetsTheOriginalAckAndCreatesNothing) {
     EXPECT_EQ(again.value("seq", 0), first.value("seq", -1));
     EXPECT_EQ(again.value("ts", 0LL), first.value("ts", -1LL));
     EXPECT_EQ(again.value("client_msg_id", ""), "retry-me");
-    a.ws().drop();  // the client lost its connection before... it thinks.
+    // The client drops its connection, as if the last ack had been lost on the way.
+    a.ws().drop();
   }
   // A retry after a reconnect too.
   Session a(server(), alice);

@@ -13,12 +13,6 @@ namespace ws = protocol::ws;
 
 class WsErrors : public IntegrationTest {};
 
-std::string repeat(std::string_view s, std::size_t n) {
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) out += s;
-  return out;
-}
-
 // A raw client that is authenticated as a fresh user.
 std::unique_ptr<RawWsClient> raw_authed(ServerProcess& server, const User& u, int rcvbuf = 0) {
   auto raw = std::make_unique<RawWsClient>();

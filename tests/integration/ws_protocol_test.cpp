@@ -20,12 +20,6 @@ class WsProtocol : public IntegrationTest {
   User bob_;
 };
 
-std::string repeat(std::string_view s, std::size_t n) {
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) out += s;
-  return out;
-}
-
 // ---- auth ----
 
 TEST_F(WsProtocol, AuthAnswersWelcomeThenSynced) {

@@ -179,7 +179,8 @@ std::map<std::string, json> rooms_of(const ServerProcess& server, const std::str
     throw std::runtime_error("GET /api/v1/rooms: " + std::to_string(res.status) + " " + res.body);
   }
   std::map<std::string, json> out;
-  for (const auto& r : res.json().at("rooms")) out[r.at("room").get<std::string>()] = r;
+  const auto body = res.json();  // named: iterating a member of a temporary would dangle
+  for (const auto& r : body.at("rooms")) out[r.at("room").get<std::string>()] = r;
   return out;
 }
 

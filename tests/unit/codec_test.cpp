@@ -369,6 +369,25 @@ TEST(DecodeEnvelope, StringsMustBeUnicode) {
   EXPECT_EQ(std::get<SendReq>(env.request).body, "\xF0\x9F\x98\x80");
 }
 
+TEST(DecodeEnvelope, RawNulIsNotJson) {
+  // Nothing may hide behind a NUL byte: the whole input must be one JSON object.
+  const std::string trailing = std::string(R"({"type":"ping"})") + '\0' + "garbage";
+  EXPECT_EQ(decode_err(trailing).code, ErrorCode::bad_request);
+  const std::string inside = std::string(R"({"type":"ping","x":")") + '\0' + "\"}";
+  EXPECT_EQ(decode_err(inside).code, ErrorCode::bad_request);
+}
+
+TEST(DecodeEnvelope, RawInvalidUtf8) {
+  // Kept strings are checked; raw bytes in ignored fields do not matter.
+  expect_bad("{\"type\":\"ping\",\"ref\":\"\xC3\"}", "ref");
+  expect_bad("{\"type\":\"auth\",\"token\":\"\xED\xA0\x80\"}", "token");
+  expect_bad("{\"type\":\"send\",\"room\":\"r\",\"client_msg_id\":\"\xFF\",\"body\":\"b\"}",
+             "client_msg_id");
+  expect_bad("{\"type\":\"join\",\"room\":\"\xC3\xA9\"}", "room");
+  expect_bad("{\"type\":\"p\xC3\"}", "unknown type");
+  decode_ok("{\"type\":\"ping\",\"ignored\":\"\xFF\"}");
+}
+
 TEST(DecodeEnvelope, EmbeddedNulInBody) {
   auto env = decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":"a\u0000b"})");
   EXPECT_EQ(std::get<SendReq>(env.request).body, std::string("a\0b", 3));
