@@ -40,7 +40,9 @@ const std::error_category& store_category() {
   return category;
 }
 
-std::error_code make_error_code(StoreErrc e) { return {static_cast<int>(e), store_category()}; }
+std::error_code make_error_code(StoreErrc e) {
+  return {static_cast<int>(e), store_category()};
+}
 
 const char* to_string(RoomKind k) {
   switch (k) {

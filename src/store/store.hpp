@@ -120,6 +120,7 @@ class Store {
   // not_found if `other` does not exist. Returns the room's last_seq.
   virtual void open_dm(std::string dm_room, std::string user, std::string other,
                        Callback<JoinResult> cb) = 0;
+  // is_member: false (not an error) when the room does not exist.
   virtual void is_member(std::string room, std::string user, Callback<bool> cb) = 0;  // read
   // The rooms the user is a member of, with last_seq and the user's read marker.
   virtual void list_rooms(std::string user, Callback<std::vector<RoomSummary>> cb) = 0;  // read
@@ -127,12 +128,16 @@ class Store {
   virtual void room_info(std::string room, Callback<RoomSummary> cb) = 0;  // read
 
   // Messages.
-  // append: forbidden if the sender is not a member (checked in the same transaction).
+  // append: forbidden if the sender is not a member (checked in the same transaction),
+  // not_found if the room does not exist. A duplicate is recognised before membership is checked,
+  // so a sender who has left since still gets the original ack for a retry.
   virtual void append(AppendRequest req, Callback<AppendResult> cb) = 0;
-  // Messages with seq in (after, up_to], ascending, at most limit.
+  // Messages with seq in (after, up_to], ascending, at most limit; not_found if the room does
+  // not exist. UINT64_MAX as up_to means "no upper bound".
   virtual void read_range(std::string room, std::uint64_t after, std::uint64_t up_to,
                           std::uint32_t limit, Callback<std::vector<StoredMessage>> cb) = 0;
-  // The last `limit` messages with seq < before, ascending.
+  // The last `limit` messages with seq < before, ascending; not_found if the room does not
+  // exist. UINT64_MAX (or last_seq + 1) as before means "the newest".
   virtual void history(std::string room, std::uint64_t before, std::uint32_t limit,
                        Callback<HistoryPage> cb) = 0;  // read
   // set_read: moves the user's read marker forward (never back) to min(seq, last_seq).

@@ -350,10 +350,16 @@ void WsSession::on_user_event(const UserEvent& ev) {
   if (state_ != State::live) return;
   switch (ev.kind) {
     case UserEvent::Kind::joined:
+      // Another session of this user (or the other side of a new dm) joined: this session
+      // learns of the room and receives it from the room's last_seq at that time.
+      if (rooms_.count(ev.room)) break;
+      send_json(protocol::encode_joined(std::nullopt, ev.room, ev.seq));
       add_room(ev.room, ev.seq, ev.seq, false);
       break;
     case UserEvent::Kind::left:
+      if (!rooms_.count(ev.room)) break;
       remove_room(ev.room);
+      send_json(protocol::encode_left(std::nullopt, ev.room));
       break;
     case UserEvent::Kind::read:
       if (ev.origin_session != session_id_) send_json(protocol::encode_read(ev.room, ev.seq));

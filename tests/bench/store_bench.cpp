@@ -103,12 +103,12 @@ void BM_Append(benchmark::State& state) {
   for (auto _ : state) {
     const int r = static_cast<int>(n % kRooms);
     window.acquire();
-    f.db->append({"room" + std::to_string(r), "user" + std::to_string(r),
-                  "m" + std::to_string(n), body},
-                 [&](Result<store::AppendResult> res) {
-                   if (!res.has_value()) ++errors;
-                   window.release();
-                 });
+    f.db->append(
+        {"room" + std::to_string(r), "user" + std::to_string(r), "m" + std::to_string(n), body},
+        [&](Result<store::AppendResult> res) {
+          if (!res.has_value()) ++errors;
+          window.release();
+        });
     ++n;
   }
   window.wait_idle();

@@ -178,6 +178,40 @@ TEST_F(Ordering, ClientAwayForAThousandMessagesResumesWithExactlyThose) {
   EXPECT_TRUE(messages_of(b.barrier(), room).empty());
 }
 
+TEST_F(Ordering, ResumeLargerThanTheWriteQueueLimitIsPacedNotClosed) {
+  // A client that reads as fast as it can must be able to resume from any absence, even when
+  // what it missed is more than the per-client write-queue limit (here 256 KiB; 4 MiB by
+  // default): the replay has to follow the client's reading instead of being queued at once.
+  auto& srv = own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "262144"});
+  auto alice = register_user(srv, "alice");
+  auto bob = register_user(srv, "bob");
+  auto room = unique_name("bigresume");
+  Session a(srv, alice);
+  a.create(room);
+  Session(srv, bob).join(room);
+  const std::string body(3500, 'z');
+  constexpr int total = 200;  // 700 KB of bodies
+  for (int sent = 0; sent < total;) {
+    for (int i = 0; i < 8; ++i, ++sent) {
+      a.send({{"type", "send"}, {"room", room}, {"client_msg_id", "b" + std::to_string(sent)}, {"body", body}});
+    }
+    for (int acks = 0; acks < 8;) {
+      auto ev = a.ws().receive(10s);
+      ASSERT_TRUE(ev.is_text()) << ev.describe();
+      if (ev.json().value("type", "") == "ack") ++acks;
+    }
+  }
+  std::unique_ptr<Session> b;
+  try {
+    b = std::make_unique<Session>(srv, bob, std::map<std::string, std::uint64_t>{{room, 0}});
+  } catch (const std::exception& e) {
+    FAIL() << "resuming 200 messages (700 KB) with --write-queue-bytes 262144: " << e.what();
+  }
+  auto replay = messages_of(b->replayed(), room);
+  ASSERT_EQ(replay.size(), static_cast<std::size_t>(total));
+  for (int i = 0; i < total; ++i) ASSERT_EQ(replay[i].value("seq", 0), i + 1);
+}
+
 TEST_F(Ordering, ResumingWhileOthersKeepSendingSeesNoGapAndNoDuplicate) {
   auto alice = register_user(server(), "alice");
   auto bob = register_user(server(), "bob");
@@ -238,6 +272,53 @@ TEST_F(Ordering, ResumingWhileOthersKeepSendingSeesNoGapAndNoDuplicate) {
   ASSERT_TRUE(failure.empty()) << failure;
   EXPECT_EQ(cursor, static_cast<std::uint64_t>(total));
   EXPECT_GE(reconnects, 5) << "the test should resume several times while messages flow";
+}
+
+TEST_F(Ordering, AnAckedMessageIsInTheNextHistoryRead) {
+  // The ack means committed, so a history read sent after the ack (HTTP or WebSocket, newest
+  // page) must include the message; a cache that lags the store would break read-your-writes.
+  auto alice = register_user(server(), "alice");
+  auto bob = register_user(server(), "bob");
+  auto room = unique_name("ryw");
+  auto busy = unique_name("busy");
+  Session a(server(), alice);
+  a.create(room);
+  // Traffic in another room keeps the server's threads busy, which widens any window between
+  // the ack and the moment reads see the message.
+  Session b(server(), bob);
+  b.create(busy);
+  std::atomic<bool> stop{false};
+  std::thread noise([&] {
+    try {
+      for (int n = 0; !stop; ++n) send_many(b, busy, 20, "noise" + std::to_string(n), 20);
+    } catch (const std::exception&) {
+      // The noise only adds load; its failures are not this test's subject.
+    }
+  });
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Joiner() {
+      stop = true;
+      t.join();
+    }
+  } joiner{stop, noise};
+  auto http = server().http();
+  for (int i = 1; i <= 300; ++i) {
+    auto ack = a.send_message(room, "ryw " + std::to_string(i));
+    ASSERT_EQ(ack.value("seq", 0), i);
+    auto res = http.get("/api/v1/rooms/" + room + "/messages?limit=1", alice.token);
+    ASSERT_EQ(res.status, 200) << res.body;
+    auto page = res.json();
+    ASSERT_EQ(page["messages"].size(), 1u) << "after ack of seq " << i << ": " << res.body;
+    ASSERT_EQ(page["messages"][0].value("seq", 0), i) << "HTTP newest page right after the ack of seq "
+                                                       << i << ": " << res.body;
+    auto h = a.request({{"type", "history"}, {"room", room}, {"limit", 1}});
+    ASSERT_EQ(h.value("type", ""), "history") << h.dump();
+    ASSERT_EQ(h["messages"].size(), 1u) << h.dump();
+    ASSERT_EQ(h["messages"][0].value("seq", 0), i) << "WebSocket newest page right after the ack of seq "
+                                                   << i << ": " << h.dump();
+  }
 }
 
 TEST_F(Ordering, RetriedClientMsgIdGetsTheOriginalAckAndCreatesNothing) {

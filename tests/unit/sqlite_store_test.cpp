@@ -93,8 +93,8 @@ class Blocking {
   Result<RoomSummary> room_info(const std::string& r) {
     return wait_for<RoomSummary>([&](auto cb) { s_.room_info(r, cb); });
   }
-  Result<AppendResult> append(const std::string& r, const std::string& from,
-                              const std::string& id, const std::string& body = "hello") {
+  Result<AppendResult> append(const std::string& r, const std::string& from, const std::string& id,
+                              const std::string& body = "hello") {
     return wait_for<AppendResult>([&](auto cb) { s_.append({r, from, id, body}, cb); });
   }
   Result<std::vector<StoredMessage>> read_range(const std::string& r, std::uint64_t after,
@@ -113,7 +113,9 @@ class Blocking {
   Store& s_;
 };
 
-std::error_code code(StoreErrc e) { return make_error_code(e); }
+std::error_code code(StoreErrc e) {
+  return make_error_code(e);
+}
 
 template <class T>
 std::error_code error_of(const Result<T>& r) {
@@ -523,9 +525,9 @@ TEST_F(SqliteStoreTest, NewMemberReadMarkerStartsAtLastSeq) {
 
 TEST_F(SqliteStoreTest, AppendAssignsConsecutiveSeqs) {
   seed();
-  const auto before = std::chrono::duration_cast<milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto before =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   for (std::uint64_t i = 1; i <= 5; ++i) {
     auto r = db_->append("general", "alice", "id" + std::to_string(i), "body " + std::to_string(i));
     ASSERT_TRUE(r.has_value());
@@ -694,7 +696,7 @@ TEST_F(SqliteStoreTest, ReadMarkerClampsAndNeverMovesBack) {
   seed();
   append_n("general", "alice", 5);
   EXPECT_EQ(*db_->set_read("general", "alice", 3), 3u);
-  EXPECT_EQ(*db_->set_read("general", "alice", 2), 3u);  // never back
+  EXPECT_EQ(*db_->set_read("general", "alice", 2), 3u);   // never back
   EXPECT_EQ(*db_->set_read("general", "alice", 99), 5u);  // clamped to last_seq
   EXPECT_EQ(*db_->set_read("general", "alice", kNewest), 5u);
   EXPECT_EQ(*db_->set_read("general", "alice", 0), 5u);
@@ -729,7 +731,7 @@ TEST_F(SqliteStoreTest, SeqsGaplessUnderConcurrentAppenders) {
   }
 
   std::mutex mutex;
-  std::map<std::string, std::vector<std::uint64_t>> acked;  // room -> seqs
+  std::map<std::string, std::vector<std::uint64_t>> acked;              // room -> seqs
   std::map<std::pair<std::string, std::string>, std::uint64_t> seq_of;  // (room, id) -> seq
   std::atomic<int> failures{0};
   std::atomic<int> pending{kThreads * kRooms * kPerThreadPerRoom};
@@ -787,11 +789,10 @@ TEST_F(SqliteStoreTest, GroupCommitBatchesConcurrentWrites) {
   std::atomic<int> pending{kOps};
   std::promise<void> done;
   for (int i = 0; i < kOps; ++i) {
-    store_->append({"general", "alice", "m" + std::to_string(i), "x"},
-                   [&](Result<AppendResult> r) {
-                     EXPECT_TRUE(r.has_value());
-                     if (--pending == 0) done.set_value();
-                   });
+    store_->append({"general", "alice", "m" + std::to_string(i), "x"}, [&](Result<AppendResult> r) {
+      EXPECT_TRUE(r.has_value());
+      if (--pending == 0) done.set_value();
+    });
   }
   done.get_future().wait();
   const auto snap = batch_histogram().snapshot();
@@ -850,9 +851,8 @@ TEST_F(SqliteStoreTest, ReadsSeeWritesWhoseCallbackRan) {
   store_->append({"general", "alice", "m1", "hi"}, [&](Result<AppendResult> r) {
     ASSERT_TRUE(r.has_value());
     // Submitted from the writer's callback: the read must see the committed message.
-    store_->read_range("general", 0, kNewest, 10, [&](Result<std::vector<StoredMessage>> m) {
-      read.set_value(std::move(m));
-    });
+    store_->read_range("general", 0, kNewest, 10,
+                       [&](Result<std::vector<StoredMessage>> m) { read.set_value(std::move(m)); });
   });
   auto messages = read.get_future().get();
   ASSERT_TRUE(messages.has_value());
@@ -893,10 +893,9 @@ TEST_F(SqliteStoreTest, DestructorDrainsQueuedWrites) {
   constexpr int kOps = 500;
   std::atomic<int> succeeded{0};
   for (int i = 0; i < kOps; ++i) {
-    store_->append({"general", "alice", "m" + std::to_string(i), "x"},
-                   [&](Result<AppendResult> r) {
-                     if (r.has_value()) ++succeeded;
-                   });
+    store_->append({"general", "alice", "m" + std::to_string(i), "x"}, [&](Result<AppendResult> r) {
+      if (r.has_value()) ++succeeded;
+    });
   }
   close();  // returns only after every queued callback has run
   EXPECT_EQ(succeeded.load(), kOps);

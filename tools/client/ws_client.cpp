@@ -62,8 +62,11 @@ struct WsClient::Impl {
         return;
       }
       ev.kind = WsEvent::Kind::closed;
-      if (ec == websocket::error::closed) {
-        const auto& reason = ws.reason();
+      const auto& reason = ws.reason();
+      // A close frame that was read counts even when answering it failed afterwards (the
+      // server may be gone by the time the client reads its close frame); Beast then reports
+      // the write or teardown error, but reason() holds what the server said.
+      if (ec == websocket::error::closed || reason.code != websocket::close_code::none) {
         ev.close_code = reason.code == websocket::close_code::none
                             ? std::uint16_t{1005}
                             : static_cast<std::uint16_t>(reason.code);

@@ -1,7 +1,7 @@
 #include "store/sqlite/sqlite_store.hpp"
 
-#include <sqlite3.h>
 #include <spdlog/spdlog.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <array>
@@ -54,9 +54,9 @@ enum class Op {
 };
 constexpr std::size_t kOpCount = static_cast<std::size_t>(Op::count);
 constexpr std::array<const char*, kOpCount> kOpNames = {
-    "create_user", "get_user",  "create_token", "lookup_token", "delete_token", "create_room",
-    "join_room",   "leave_room", "invite",      "open_dm",      "is_member",    "list_rooms",
-    "room_info",   "append",    "read_range",   "history",      "set_read",
+    "create_user", "get_user",   "create_token", "lookup_token", "delete_token", "create_room",
+    "join_room",   "leave_room", "invite",       "open_dm",      "is_member",    "list_rooms",
+    "room_info",   "append",     "read_range",   "history",      "set_read",
 };
 
 std::int64_t now_unix_ms() {
@@ -65,7 +65,9 @@ std::int64_t now_unix_ms() {
       .count();
 }
 
-std::error_code err(StoreErrc e) { return make_error_code(e); }
+std::error_code err(StoreErrc e) {
+  return make_error_code(e);
+}
 
 // SQLite stores signed 64-bit integers. Seqs are unsigned in the port, and callers use
 // UINT64_MAX to mean "no bound", so larger values are clamped rather than wrapped to -1.
@@ -121,8 +123,9 @@ class Connection {
   // Opening happens at start-up only, so failures throw with the reason; `what` is the error
   // message without the "cannot open SQLite database at X:" prefix, which the caller adds.
   Connection(const std::string& path, bool read_only, int busy_timeout_ms) {
-    const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                      SQLITE_OPEN_NOMUTEX;
+    const int flags =
+        (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+        SQLITE_OPEN_NOMUTEX;
     const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
     if (rc != SQLITE_OK) {
       std::string reason = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
@@ -222,8 +225,7 @@ class Query {
   template <class... Args>
   Query& bind(Args&&... args) {
     static_assert(((!std::is_same_v<std::remove_cvref_t<Args>, std::string> ||
-                    std::is_lvalue_reference_v<Args>) &&
-                   ...),
+                    std::is_lvalue_reference_v<Args>)&&...),
                   "a bound std::string must outlive the query: bind an lvalue");
     int index = 1;
     (bind_one(index++, args), ...);
@@ -863,7 +865,8 @@ void SqliteStore::Impl::open_connections() {
   if (file.has_parent_path()) {
     std::error_code ec;
     std::filesystem::create_directories(file.parent_path(), ec);
-    if (ec) fail_open("cannot create directory " + file.parent_path().string() + ": " + ec.message());
+    if (ec)
+      fail_open("cannot create directory " + file.parent_path().string() + ": " + ec.message());
   }
   try {
     writer = std::make_unique<Connection>(options.path, false, options.busy_timeout_ms);
@@ -909,8 +912,8 @@ void SqliteStore::Impl::migrate() {
     }
     if (current > latest) {
       sqlite3_exec(writer->db(), "ROLLBACK", nullptr, nullptr, nullptr);
-      fail_open("schema version " + std::to_string(current) +
-                " is newer than this build knows (" + std::to_string(latest) + ")");
+      fail_open("schema version " + std::to_string(current) + " is newer than this build knows (" +
+                std::to_string(latest) + ")");
     }
     auto next = std::find_if(migrations.begin(), migrations.end(),
                              [&](const Migration& m) { return m.version > current; });
@@ -931,7 +934,9 @@ void SqliteStore::Impl::migrate() {
   }
 }
 
-SqliteStore::Impl::~Impl() { shutdown(); }
+SqliteStore::Impl::~Impl() {
+  shutdown();
+}
 
 // Idempotent: the store's destructor calls it while the store is whole, then ~Impl again.
 void SqliteStore::Impl::shutdown() {
@@ -1023,7 +1028,7 @@ SqliteStore::SqliteStore(SqliteOptions options, metrics::Registry& registry)
     : impl_(std::make_unique<Impl>(std::move(options), registry)) {}
 
 Result<std::unique_ptr<SqliteStore>, std::string> SqliteStore::open(SqliteOptions options,
-                                                                     metrics::Registry& registry) {
+                                                                    metrics::Registry& registry) {
   try {
     return std::make_unique<SqliteStore>(std::move(options), registry);
   } catch (const std::exception& e) {
@@ -1033,11 +1038,17 @@ Result<std::unique_ptr<SqliteStore>, std::string> SqliteStore::open(SqliteOption
 
 // The drain runs while this object is whole, so callbacks that call back into the store during
 // it (a write's callback submitting a read) reach a live Impl.
-SqliteStore::~SqliteStore() { impl_->shutdown(); }
+SqliteStore::~SqliteStore() {
+  impl_->shutdown();
+}
 
-bool SqliteStore::ready() const { return impl_->ready.load(std::memory_order_relaxed); }
+bool SqliteStore::ready() const {
+  return impl_->ready.load(std::memory_order_relaxed);
+}
 
-int SqliteStore::schema_version() const { return impl_->schema_version; }
+int SqliteStore::schema_version() const {
+  return impl_->schema_version;
+}
 
 void SqliteStore::create_user(std::string user, std::string password_hash, Callback<Ok> cb) {
   impl_->write<Ok>(
@@ -1059,10 +1070,8 @@ void SqliteStore::create_token(std::string token_hash, std::string user, std::in
                                Callback<Ok> cb) {
   impl_->write<Ok>(
       Op::create_token,
-      [hash = std::move(token_hash), user = std::move(user), expires_at](Connection& c,
-                                                                         std::int64_t) {
-        return op_create_token(c, hash, user, expires_at);
-      },
+      [hash = std::move(token_hash), user = std::move(user), expires_at](
+          Connection& c, std::int64_t) { return op_create_token(c, hash, user, expires_at); },
       std::move(cb));
 }
 
@@ -1088,10 +1097,8 @@ void SqliteStore::create_room(std::string room, RoomKind kind, std::string creat
                               Callback<Ok> cb) {
   impl_->write<Ok>(
       Op::create_room,
-      [room = std::move(room), kind, creator = std::move(creator)](Connection& c,
-                                                                   std::int64_t now) {
-        return op_create_room(c, room, kind, creator, now);
-      },
+      [room = std::move(room), kind, creator = std::move(creator)](
+          Connection& c, std::int64_t now) { return op_create_room(c, room, kind, creator, now); },
       std::move(cb));
 }
 
@@ -1113,8 +1120,7 @@ void SqliteStore::leave_room(std::string room, std::string user, Callback<Ok> cb
       std::move(cb));
 }
 
-void SqliteStore::invite(std::string room, std::string inviter, std::string user,
-                         Callback<Ok> cb) {
+void SqliteStore::invite(std::string room, std::string inviter, std::string user, Callback<Ok> cb) {
   impl_->write<Ok>(
       Op::invite,
       [room = std::move(room), inviter = std::move(inviter), user = std::move(user)](

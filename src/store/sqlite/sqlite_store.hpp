@@ -55,7 +55,7 @@ class SqliteStore final : public Store {
   SqliteStore(SqliteOptions options, metrics::Registry& registry);
   // The same without exceptions: the error is that one line.
   static Result<std::unique_ptr<SqliteStore>, std::string> open(SqliteOptions options,
-                                                                 metrics::Registry& registry);
+                                                                metrics::Registry& registry);
   // Runs every operation already queued (their callbacks are called), then stops the threads and
   // closes the database.
   ~SqliteStore() override;
@@ -70,8 +70,7 @@ class SqliteStore final : public Store {
   void lookup_token(std::string token_hash, Callback<TokenInfo> cb) override;
   void delete_token(std::string token_hash, Callback<TokenInfo> cb) override;
 
-  void create_room(std::string room, RoomKind kind, std::string creator,
-                   Callback<Ok> cb) override;
+  void create_room(std::string room, RoomKind kind, std::string creator, Callback<Ok> cb) override;
   void join_room(std::string room, std::string user, Callback<JoinResult> cb) override;
   void leave_room(std::string room, std::string user, Callback<Ok> cb) override;
   void invite(std::string room, std::string inviter, std::string user, Callback<Ok> cb) override;
