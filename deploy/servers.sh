@@ -63,7 +63,16 @@ start_rabbitmq() {
   chown -R rabbitmq:rabbitmq "$dir"
   rabbit_env
   (setsid rabbitmq-server >"$dir/log/stdout" 2>&1 &)
-  if ! timeout 60 rabbitmqctl -n "$rabbit_node" await_startup >/dev/null 2>&1; then
+  # await_startup fails at once while the Erlang node is not registered yet: retry it.
+  local ok=0
+  for _ in $(seq 1 60); do
+    if timeout 60 rabbitmqctl -n "$rabbit_node" await_startup >/dev/null 2>&1; then
+      ok=1
+      break
+    fi
+    sleep 1
+  done
+  if [ "$ok" != 1 ]; then
     echo "servers.sh: RabbitMQ did not start; see $dir/log" >&2
     tail -20 "$dir/log/stdout" >&2 || true
     return 1

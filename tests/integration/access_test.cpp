@@ -40,13 +40,15 @@ TEST_F(Access, NonMemberCanReadNothingOfARoomByAnyPath) {
   auto http = server().http();
   for (const auto& room : rooms) {
     SCOPED_TRACE("room " + room);
-    auto send = b.request({{"type", "send"}, {"room", room}, {"client_msg_id", "x"}, {"body", "let me in"}});
+    auto send = b.request(
+        {{"type", "send"}, {"room", room}, {"client_msg_id", "x"}, {"body", "let me in"}});
     EXPECT_TRUE(is_ws_error(send, "forbidden")) << send.dump();
     auto hist = b.request({{"type", "history"}, {"room", room}, {"before", 100}, {"limit", 50}});
     EXPECT_TRUE(is_ws_error(hist, "forbidden")) << hist.dump();
     auto newest = b.request({{"type", "history"}, {"room", room}, {"limit", 50}});
     EXPECT_TRUE(is_ws_error(newest, "forbidden")) << newest.dump();
-    auto res = http.get("/api/v1/rooms/" + client::url_encode_segment(room) + "/messages", bob.token);
+    auto res =
+        http.get("/api/v1/rooms/" + client::url_encode_segment(room) + "/messages", bob.token);
     EXPECT_TRUE(is_http_error(res, 403, "forbidden")) << res.body;
     EXPECT_EQ(res.body.find("secret"), std::string::npos);
     b.send({{"type", "typing"}, {"room", room}});
@@ -56,7 +58,8 @@ TEST_F(Access, NonMemberCanReadNothingOfARoomByAnyPath) {
   EXPECT_TRUE(is_ws_error(b.request({{"type", "join"}, {"room", priv}}), "forbidden"));
   auto dm_join = b.request({{"type", "join"}, {"room", dm}});
   ASSERT_EQ(dm_join.value("type", ""), "error") << "joined someone else's DM: " << dm_join.dump();
-  EXPECT_TRUE(is_ws_error(b.request({{"type", "invite"}, {"room", priv}, {"user", bob.name}}), "forbidden"));
+  EXPECT_TRUE(is_ws_error(b.request({{"type", "invite"}, {"room", priv}, {"user", bob.name}}),
+                          "forbidden"));
 
   // Nothing of the rooms reached him live, and his typing and read markers reached nobody.
   for (const auto& room : rooms) a.send_message(room, "more secrets");

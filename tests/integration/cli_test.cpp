@@ -34,7 +34,7 @@ struct CliResult {
 
 class Cli : public IntegrationTest {
  protected:
-  void SetUp() override { home_ = std::filesystem::path(home_dir_.data_dir()) / "cli-home"; }
+  void SetUp() override { home_ = scratch_.path() / "cli-home"; }
 
   // The command line of `parley` with a private PARLEY_HOME, bounded by `timeout`.
   std::string command(const ServerProcess& srv, const std::vector<std::string>& args,
@@ -48,7 +48,7 @@ class Cli : public IntegrationTest {
 
   CliResult run(const ServerProcess& srv, const std::vector<std::string>& args,
                 const std::string& env = {}) {
-    auto err_path = home_dir_.data_dir() / "stderr.txt";
+    auto err_path = scratch_.path() / "stderr.txt";
     CliResult r;
     FILE* p = ::popen((command(srv, args, env) + " 2>" + quote(err_path.string())).c_str(), "r");
     if (!p) return r;
@@ -61,11 +61,12 @@ class Cli : public IntegrationTest {
     return r;
   }
 
-  ServerProcess home_dir_;  // never started: provides a temporary directory
+  TempDir scratch_;
   std::filesystem::path home_;
 };
 
-std::string line(const std::string& room, int seq, const std::string& user, const std::string& body) {
+std::string line(const std::string& room, int seq, const std::string& user,
+                 const std::string& body) {
   return "[" + room + " #" + std::to_string(seq) + "] " + user + ": " + body + "\n";
 }
 
@@ -89,7 +90,8 @@ TEST_F(Cli, RegisterCreateSendTailHistoryLogout) {
   for (int i = 1; i <= 3; ++i) {
     r = run(srv, {"send", room, "hello " + std::to_string(i)});
     ASSERT_EQ(r.code, 0) << r.err;
-    EXPECT_NE(r.out.find("#" + std::to_string(i)), std::string::npos) << "prints the seq: " << r.out;
+    EXPECT_NE(r.out.find("#" + std::to_string(i)), std::string::npos)
+        << "prints the seq: " << r.out;
   }
   // First tail of the room: --last 2 starts two messages back.
   r = run(srv, {"tail", room, "--last", "2", "--count", "2"});
@@ -138,7 +140,8 @@ TEST_F(Cli, TailPrintsLiveAndReconnectsAcrossAServerRestart) {
   ASSERT_EQ(run(srv, {"create", room}).code, 0);
   ASSERT_EQ(run(srv, {"send", room, "first"}).code, 0);
   // Saves the cursor at #1, so that the live tail below cannot miss anything sent after it.
-  ASSERT_EQ(run(srv, {"tail", room, "--last", "1", "--count", "1"}).out, line(room, 1, user, "first"));
+  ASSERT_EQ(run(srv, {"tail", room, "--last", "1", "--count", "1"}).out,
+            line(room, 1, user, "first"));
 
   FILE* tail = ::popen(command(srv, {"tail", room, "--count", "2"}).c_str(), "r");
   ASSERT_NE(tail, nullptr);

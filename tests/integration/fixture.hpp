@@ -86,8 +86,8 @@ class IntegrationTest : public ::testing::Test {
 inline ::testing::AssertionResult is_http_error(const client::HttpResponse& res, int status,
                                                 const std::string& code) {
   if (res.status != status) {
-    return ::testing::AssertionFailure()
-           << "expected HTTP " << status << " " << code << ", got " << res.status << " " << res.body;
+    return ::testing::AssertionFailure() << "expected HTTP " << status << " " << code << ", got "
+                                         << res.status << " " << res.body;
   }
   auto j = res.json();
   if (!j.is_object() || !j.contains("error") || !j["error"].is_object() ||
@@ -97,8 +97,7 @@ inline ::testing::AssertionResult is_http_error(const client::HttpResponse& res,
            << "HTTP " << status << " body is not {\"error\":{\"code\",\"message\"}}: " << res.body;
   }
   if (j["error"]["code"] != code) {
-    return ::testing::AssertionFailure()
-           << "expected error code " << code << ", got " << res.body;
+    return ::testing::AssertionFailure() << "expected error code " << code << ", got " << res.body;
   }
   return ::testing::AssertionSuccess();
 }
@@ -112,7 +111,8 @@ inline ::testing::AssertionResult is_ws_error(const json& j, const std::string& 
            << "expected an error frame with code " << code << ", got " << j.dump();
   }
   if (!ref.empty() && j.value("ref", "") != ref) {
-    return ::testing::AssertionFailure() << "error frame does not echo ref " << ref << ": " << j.dump();
+    return ::testing::AssertionFailure()
+           << "error frame does not echo ref " << ref << ": " << j.dump();
   }
   return ::testing::AssertionSuccess();
 }

@@ -51,7 +51,8 @@ TEST_F(Lifecycle, EveryAcknowledgedMessageSurvivesKill9) {
   }
   for (const auto& [id, ack] : acked) {
     auto it = by_id.find(id);
-    ASSERT_NE(it, by_id.end()) << "acknowledged message " << id << " (seq " << ack["seq"] << ") was lost";
+    ASSERT_NE(it, by_id.end()) << "acknowledged message " << id << " (seq " << ack["seq"]
+                               << ") was lost";
     EXPECT_EQ(it->second.value("seq", 0), ack.value("seq", -1)) << id;
     EXPECT_EQ(it->second.value("ts", 0LL), ack.value("ts", -1LL)) << id;
     EXPECT_EQ(it->second.value("body", ""), "body " + id);
@@ -122,21 +123,22 @@ std::pair<int, std::string> run_shell(const std::string& cmd) {
 TEST_F(Lifecycle, BadStartupArgumentsExitNonZeroWithAClearLine) {
   const auto bin = parleyd_path();
   ASSERT_FALSE(bin.empty()) << "no parleyd binary configured";
-  ServerProcess scratch;  // for a temporary directory only
-  const auto dir = scratch.data_dir().string();
+  TempDir scratch;
+  const auto dir = scratch.path().string();
   {
     auto [code, out] = run_shell("timeout 10 " + bin + " --no-such-flag");
     EXPECT_NE(code, 0) << out;
     EXPECT_NE(code, 124) << "it hung instead of refusing the flag";
-    EXPECT_NE(out.find("no-such-flag"), std::string::npos) << "the message names the bad flag: " << out;
+    EXPECT_NE(out.find("no-such-flag"), std::string::npos)
+        << "the message names the bad flag: " << out;
   }
   {
     // A path below a regular file can never be opened, whatever the server creates.
     std::FILE* f = std::fopen((dir + "/plain-file").c_str(), "w");
     ASSERT_NE(f, nullptr);
     std::fclose(f);
-    auto [code, out] = run_shell("timeout 10 " + bin + " --listen 127.0.0.1:1 --store sqlite:" + dir +
-                                 "/plain-file/x.db");
+    auto [code, out] = run_shell(
+        "timeout 10 " + bin + " --listen 127.0.0.1:1 --store sqlite:" + dir + "/plain-file/x.db");
     EXPECT_NE(code, 0) << out;
     EXPECT_NE(code, 124) << "it hung instead of failing on the store";
     EXPECT_FALSE(out.empty());

@@ -15,8 +15,8 @@ class Ordering : public IntegrationTest {};
 
 // Sends `count` messages from `s` in windows of `window`, reading every reply (and dropping the
 // session's own live messages) so that the sender is never a slow consumer. Returns the acks.
-std::vector<json> send_many(Session& s, const std::string& room, int count, const std::string& prefix,
-                            int window = 50) {
+std::vector<json> send_many(Session& s, const std::string& room, int count,
+                            const std::string& prefix, int window = 50) {
   std::vector<json> acks;
   int sent = 0;
   while (sent < count) {
@@ -97,8 +97,8 @@ TEST_F(Ordering, ConcurrentSendersAllSeeOneIdenticalGaplessOrder) {
   }
   for (auto& t : threads) t.join();
   for (int c = 0; c < clients; ++c) {
-    ASSERT_TRUE(seen[c].error.empty()) << "client " << c << ": " << seen[c].error
-                                       << " after " << seen[c].messages.size() << " messages";
+    ASSERT_TRUE(seen[c].error.empty()) << "client " << c << ": " << seen[c].error << " after "
+                                       << seen[c].messages.size() << " messages";
   }
   // Every client saw 1..total in order, and the same message at each seq.
   const auto& reference = seen[0].messages;
@@ -182,7 +182,8 @@ TEST_F(Ordering, ResumeLargerThanTheWriteQueueLimitIsPacedNotClosed) {
   // A client that reads as fast as it can must be able to resume from any absence, even when
   // what it missed is more than the per-client write-queue limit (here 256 KiB; 4 MiB by
   // default): the replay has to follow the client's reading instead of being queued at once.
-  auto& srv = own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "262144"});
+  auto& srv =
+      own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "262144"});
   auto alice = register_user(srv, "alice");
   auto bob = register_user(srv, "bob");
   auto room = unique_name("bigresume");
@@ -193,7 +194,10 @@ TEST_F(Ordering, ResumeLargerThanTheWriteQueueLimitIsPacedNotClosed) {
   constexpr int total = 200;  // 700 KB of bodies
   for (int sent = 0; sent < total;) {
     for (int i = 0; i < 8; ++i, ++sent) {
-      a.send({{"type", "send"}, {"room", room}, {"client_msg_id", "b" + std::to_string(sent)}, {"body", body}});
+      a.send({{"type", "send"},
+              {"room", room},
+              {"client_msg_id", "b" + std::to_string(sent)},
+              {"body", body}});
     }
     for (int acks = 0; acks < 8;) {
       auto ev = a.ws().receive(10s);
@@ -254,7 +258,8 @@ TEST_F(Ordering, ResumingWhileOthersKeepSendingSeesNoGapAndNoDuplicate) {
       };
       for (const auto& m : frames) accept(m);
       // Read a few live messages, then drop the connection abruptly.
-      for (int i = 0; i < 60 && failure.empty() && cursor < static_cast<std::uint64_t>(total); ++i) {
+      for (int i = 0; i < 60 && failure.empty() && cursor < static_cast<std::uint64_t>(total);
+           ++i) {
         auto ev = b.ws().receive(10s);
         if (!ev.is_text()) {
           failure = "bob's socket: " + ev.describe();
@@ -311,13 +316,13 @@ TEST_F(Ordering, AnAckedMessageIsInTheNextHistoryRead) {
     ASSERT_EQ(res.status, 200) << res.body;
     auto page = res.json();
     ASSERT_EQ(page["messages"].size(), 1u) << "after ack of seq " << i << ": " << res.body;
-    ASSERT_EQ(page["messages"][0].value("seq", 0), i) << "HTTP newest page right after the ack of seq "
-                                                       << i << ": " << res.body;
+    ASSERT_EQ(page["messages"][0].value("seq", 0), i)
+        << "HTTP newest page right after the ack of seq " << i << ": " << res.body;
     auto h = a.request({{"type", "history"}, {"room", room}, {"limit", 1}});
     ASSERT_EQ(h.value("type", ""), "history") << h.dump();
     ASSERT_EQ(h["messages"].size(), 1u) << h.dump();
-    ASSERT_EQ(h["messages"][0].value("seq", 0), i) << "WebSocket newest page right after the ack of seq "
-                                                   << i << ": " << h.dump();
+    ASSERT_EQ(h["messages"][0].value("seq", 0), i)
+        << "WebSocket newest page right after the ack of seq " << i << ": " << h.dump();
   }
 }
 
@@ -348,8 +353,16 @@ TEST_F(Ordering, RetriedClientMsgIdGetsTheOriginalAckAndCreatesNothing) {
   EXPECT_EQ(third.value("seq", 0), first.value("seq", -1));
   EXPECT_EQ(third.value("ts", 0LL), first.value("ts", -1LL));
   // Two copies in flight at once (no wait between them) still make one message.
-  a.send({{"type", "send"}, {"room", room}, {"client_msg_id", "twin"}, {"body", "twin"}, {"ref", "t-a"}});
-  a.send({{"type", "send"}, {"room", room}, {"client_msg_id", "twin"}, {"body", "twin"}, {"ref", "t-b"}});
+  a.send({{"type", "send"},
+          {"room", room},
+          {"client_msg_id", "twin"},
+          {"body", "twin"},
+          {"ref", "t-a"}});
+  a.send({{"type", "send"},
+          {"room", room},
+          {"client_msg_id", "twin"},
+          {"body", "twin"},
+          {"ref", "t-b"}});
   auto ta = a.wait_for([](const json& j) { return j.value("ref", "") == "t-a"; });
   auto tb = a.wait_for([](const json& j) { return j.value("ref", "") == "t-b"; });
   ASSERT_EQ(ta.value("type", ""), "ack") << ta.dump();
@@ -363,7 +376,8 @@ TEST_F(Ordering, RetriedClientMsgIdGetsTheOriginalAckAndCreatesNothing) {
   EXPECT_EQ(stored[1].value("body", ""), "twin");
   // Bob saw each message once.
   std::vector<json> got;
-  while (got.size() < 2) got.push_back(b.wait_for([&](const json& j) { return is_message(j, room); }));
+  while (got.size() < 2)
+    got.push_back(b.wait_for([&](const json& j) { return is_message(j, room); }));
   EXPECT_EQ(got[0].value("seq", 0), 1);
   EXPECT_EQ(got[1].value("seq", 0), 2);
   EXPECT_TRUE(messages_of(b.barrier(), room).empty()) << "a retry was delivered again";

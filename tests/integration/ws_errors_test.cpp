@@ -25,21 +25,21 @@ TEST_F(WsErrors, MalformedRequestsAreBadRequestAndTheSocketStaysOpen) {
   auto u = register_user(server(), "bad");
   Session s(server(), u);
   const std::vector<std::string> inputs = {
-      "hello",                                       // not JSON
-      "{\"type\":\"ping\"",                          // truncated JSON
-      "[1,2,3]",                                     // JSON, not an object
-      "\"ping\"",                                    // a JSON string
-      "{}",                                          // no type
-      "{\"type\":42}",                               // mistyped type
-      "{\"type\":\"dance\"}",                        // unknown type
-      "{\"type\":\"join\"}",                         // missing room
-      "{\"type\":\"join\",\"room\":5}",              // mistyped room
+      "hello",                                              // not JSON
+      "{\"type\":\"ping\"",                                 // truncated JSON
+      "[1,2,3]",                                            // JSON, not an object
+      "\"ping\"",                                           // a JSON string
+      "{}",                                                 // no type
+      "{\"type\":42}",                                      // mistyped type
+      "{\"type\":\"dance\"}",                               // unknown type
+      "{\"type\":\"join\"}",                                // missing room
+      "{\"type\":\"join\",\"room\":5}",                     // mistyped room
       "{\"type\":\"send\",\"room\":\"r\",\"body\":\"x\"}",  // missing client_msg_id
       "{\"type\":\"read\",\"room\":\"r\",\"seq\":\"3\"}",   // mistyped seq
       "{\"type\":\"read\",\"room\":\"r\",\"seq\":-1}",      // negative seq
       "{\"type\":\"history\",\"room\":\"r\",\"before\":5,\"limit\":\"2\"}",
-      "{\"type\":\"watch\",\"users\":\"bob\"}",             // users not an array
-      "{\"type\":\"create\",\"room\":\"r\"}",               // missing visibility
+      "{\"type\":\"watch\",\"users\":\"bob\"}",  // users not an array
+      "{\"type\":\"create\",\"room\":\"r\"}",    // missing visibility
   };
   for (const auto& in : inputs) {
     s.ws().send_text(in);
@@ -155,8 +155,11 @@ TEST_F(WsErrors, SendRateIsLimitedToTheBurstThenRateLimited) {
   // they are read, so the rest is refused.
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 60; ++i) {
-    s.send({{"type", "send"}, {"room", room}, {"client_msg_id", "m" + std::to_string(i)},
-            {"body", "burst " + std::to_string(i)}, {"ref", "m" + std::to_string(i)}});
+    s.send({{"type", "send"},
+            {"room", room},
+            {"client_msg_id", "m" + std::to_string(i)},
+            {"body", "burst " + std::to_string(i)},
+            {"ref", "m" + std::to_string(i)}});
   }
   int acks = 0;
   int limited = 0;
@@ -167,14 +170,16 @@ TEST_F(WsErrors, SendRateIsLimitedToTheBurstThenRateLimited) {
       ++acks;
     } else {
       ASSERT_TRUE(is_ws_error(r, "rate_limited")) << r.dump();
-      ASSERT_TRUE(r.contains("retry_after_ms") && r["retry_after_ms"].is_number_integer()) << r.dump();
+      ASSERT_TRUE(r.contains("retry_after_ms") && r["retry_after_ms"].is_number_integer())
+          << r.dump();
       retry_after = r["retry_after_ms"].get<std::int64_t>();
       EXPECT_GT(retry_after, 0) << r.dump();
       EXPECT_LE(retry_after, 5000) << "at 20/s a token comes back within 50 ms: " << r.dump();
       ++limited;
     }
   }
-  const auto elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_GE(acks, 40) << "the burst passes";
   EXPECT_LE(acks, 40 + static_cast<int>(elapsed_s * 20) + 1) << "no more than burst + rate * time";
   EXPECT_EQ(acks + limited, 60);
@@ -191,7 +196,8 @@ TEST_F(WsErrors, SendRateIsLimitedToTheBurstThenRateLimited) {
 }
 
 TEST_F(WsErrors, SlowConsumerIsClosed1008AndResumesWithCursors) {
-  auto& srv = own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "131072"});
+  auto& srv =
+      own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "131072"});
   auto alice = register_user(srv, "fast");
   auto slow = register_user(srv, "slow");
   auto room = unique_name("flood");
@@ -214,7 +220,9 @@ TEST_F(WsErrors, SlowConsumerIsClosed1008AndResumesWithCursors) {
   std::uint64_t last_seq = 0;
   while (sent < 2400 && !slow_offline) {
     for (int i = 0; i < 8; ++i, ++sent) {
-      a.send({{"type", "send"}, {"room", room}, {"client_msg_id", "f" + std::to_string(sent)},
+      a.send({{"type", "send"},
+              {"room", room},
+              {"client_msg_id", "f" + std::to_string(sent)},
               {"body", body}});
     }
     int acks = 0;
@@ -264,7 +272,8 @@ TEST_F(WsErrors, SlowConsumerIsClosed1008AndResumesWithCursors) {
                              std::to_string((last_seq - seen) * 3500 / 1024) + " KiB of bodies)";
   std::unique_ptr<Session> again;
   try {
-    again = std::make_unique<Session>(srv, slow, std::map<std::string, std::uint64_t>{{room, seen}});
+    again =
+        std::make_unique<Session>(srv, slow, std::map<std::string, std::uint64_t>{{room, seen}});
   } catch (const std::exception& e) {
     FAIL() << resume << ": " << e.what();
   }
@@ -285,7 +294,8 @@ TEST_F(WsErrors, NoAuthWithinTheTimeoutCloses) {
   do {
     ev = ws->receive(5s);
   } while (ev.is_text());  // an error frame may precede the close
-  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   ASSERT_TRUE(ev.is_closed()) << "still open 5 s after connecting without auth";
   EXPECT_GE(elapsed.count(), 400) << "closed before the timeout: " << ev.describe();
   EXPECT_LE(elapsed.count(), 2000) << ev.describe();

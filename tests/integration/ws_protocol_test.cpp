@@ -42,8 +42,9 @@ TEST_F(WsProtocol, AuthAnswersWelcomeThenSynced) {
 }
 
 TEST_F(WsProtocol, FirstFrameOtherThanAuthIsUnauthorizedThenClose1008) {
-  for (const json& first : {json{{"type", "ping"}},
-                            json{{"type", "create"}, {"room", "early"}, {"visibility", "public"}}}) {
+  for (const json& first :
+       {json{{"type", "ping"}},
+        json{{"type", "create"}, {"room", "early"}, {"visibility", "public"}}}) {
     auto ws = server().connect_ws();
     ws->send_json(first);
     auto err = ws->receive(5s);
@@ -103,9 +104,9 @@ TEST_F(WsProtocol, CreateJoinsTheCreatorAndAnExistingNameConflicts) {
 TEST_F(WsProtocol, CreateRejectsInvalidRoomNamesAndVisibility) {
   make_users();
   Session a(server(), alice_);
-  for (const std::string& name : {std::string("Upper"), std::string("has space"),
-                                  std::string("dm:x:y"), std::string("dot.ted"), repeat("r", 65),
-                                  std::string("")}) {
+  for (const std::string& name :
+       {std::string("Upper"), std::string("has space"), std::string("dm:x:y"),
+        std::string("dot.ted"), repeat("r", 65), std::string("")}) {
     auto r = a.request({{"type", "create"}, {"room", name}, {"visibility", "public"}});
     EXPECT_TRUE(is_ws_error(r, "bad_request")) << json(name).dump() << " -> " << r.dump();
   }
@@ -156,12 +157,13 @@ TEST_F(WsProtocol, PrivateRoomNeedsAnInvitationAndInviteLetsJoin) {
 
   EXPECT_TRUE(is_ws_error(b.request({{"type", "join"}, {"room", room}}), "forbidden"));
   // Only members may invite.
-  EXPECT_TRUE(
-      is_ws_error(c.request({{"type", "invite"}, {"room", room}, {"user", bob_.name}}), "forbidden"));
+  EXPECT_TRUE(is_ws_error(c.request({{"type", "invite"}, {"room", room}, {"user", bob_.name}}),
+                          "forbidden"));
   EXPECT_TRUE(is_ws_error(b.request({{"type", "join"}, {"room", room}}), "forbidden"));
   // Inviting a user who does not exist names what is missing.
-  EXPECT_TRUE(is_ws_error(
-      a.request({{"type", "invite"}, {"room", room}, {"user", unique_name("nobody")}}), "not_found"));
+  EXPECT_TRUE(
+      is_ws_error(a.request({{"type", "invite"}, {"room", room}, {"user", unique_name("nobody")}}),
+                  "not_found"));
 
   auto inv = a.request({{"type", "invite"}, {"room", room}, {"user", bob_.name}});
   EXPECT_EQ(inv.value("type", ""), "invited") << inv.dump();
@@ -194,7 +196,8 @@ TEST_F(WsProtocol, LeaveStopsDeliveryAndSending) {
   // Alice's own session got the message, so the fan-out happened; bob got nothing.
   a.wait_for([&](const json& j) { return is_message(j, room); });
   EXPECT_TRUE(messages_of(b.barrier(), room).empty());
-  auto send = b.request({{"type", "send"}, {"room", room}, {"client_msg_id", "x1"}, {"body", "hi"}});
+  auto send =
+      b.request({{"type", "send"}, {"room", room}, {"client_msg_id", "x1"}, {"body", "hi"}});
   EXPECT_TRUE(is_ws_error(send, "forbidden")) << send.dump();
   EXPECT_EQ(rooms_of(server(), bob_.token).count(room), 0u);
 }
@@ -221,10 +224,12 @@ TEST_F(WsProtocol, DmCreatesOneSortedRoomWithBothMembers) {
   EXPECT_EQ(again.value("room", ""), room);
   EXPECT_EQ(again.value("last_seq", -1), 1);
   a.send_message(room, "hi back");
-  EXPECT_EQ(b.wait_for([&](const json& j) { return is_message(j, room) && j["seq"] == 2; })
-                .value("body", ""),
+  EXPECT_EQ(b.wait_for([&](const json& j) {
+               return is_message(j, room) && j["seq"] == 2;
+             }).value("body", ""),
             "hi back");
-  EXPECT_TRUE(is_ws_error(a.request({{"type", "dm"}, {"user", unique_name("nobody")}}), "not_found"));
+  EXPECT_TRUE(
+      is_ws_error(a.request({{"type", "dm"}, {"user", unique_name("nobody")}}), "not_found"));
 }
 
 // ---- send ----
@@ -236,13 +241,15 @@ TEST_F(WsProtocol, SendIsAckedAfterCommitAndDeliveredToMembers) {
   auto room = unique_name("send");
   a.create(room);
   b.join(room);
-  auto ack = a.request({{"type", "send"}, {"room", room}, {"client_msg_id", "c-1"}, {"body", "hello"}});
+  auto ack =
+      a.request({{"type", "send"}, {"room", room}, {"client_msg_id", "c-1"}, {"body", "hello"}});
   ASSERT_EQ(ack.value("type", ""), "ack") << ack.dump();
   EXPECT_EQ(ack.value("room", ""), room);
   EXPECT_EQ(ack.value("client_msg_id", ""), "c-1");
   EXPECT_EQ(ack.value("seq", 0), 1);
   ASSERT_TRUE(ack["ts"].is_number_integer());
-  EXPECT_NEAR(static_cast<double>(ack["ts"].get<std::int64_t>()), static_cast<double>(now_ms()), 60'000.0);
+  EXPECT_NEAR(static_cast<double>(ack["ts"].get<std::int64_t>()), static_cast<double>(now_ms()),
+              60'000.0);
   // Acknowledged means committed: another connection reads it right away.
   auto stored = all_messages_http(server(), bob_.token, room);
   ASSERT_EQ(stored.size(), 1u);
@@ -250,8 +257,13 @@ TEST_F(WsProtocol, SendIsAckedAfterCommitAndDeliveredToMembers) {
   EXPECT_EQ(stored[0].value("seq", 0), 1);
 
   auto m = b.wait_for([&](const json& j) { return is_message(j, room); });
-  EXPECT_EQ(m, json({{"type", "message"}, {"room", room}, {"seq", 1}, {"from", alice_.name},
-                     {"body", "hello"}, {"ts", ack["ts"]}, {"client_msg_id", "c-1"}}));
+  EXPECT_EQ(m, json({{"type", "message"},
+                     {"room", room},
+                     {"seq", 1},
+                     {"from", alice_.name},
+                     {"body", "hello"},
+                     {"ts", ack["ts"]},
+                     {"client_msg_id", "c-1"}}));
   // The sender's own session sees its message in the room's stream too.
   auto own = a.wait_for([&](const json& j) { return is_message(j, room); });
   EXPECT_EQ(own.value("seq", 0), 1);
@@ -271,7 +283,8 @@ TEST_F(WsProtocol, SendValidatesBodyAndClientMsgId) {
   EXPECT_TRUE(is_ws_error(send("", "hi"), "bad_request"));
   EXPECT_TRUE(is_ws_error(send(repeat("i", 65), "hi"), "bad_request"));
   EXPECT_TRUE(is_ws_error(send(17, "hi"), "bad_request"));
-  EXPECT_TRUE(is_ws_error(a.request({{"type", "send"}, {"room", room}, {"body", "no id"}}), "bad_request"));
+  EXPECT_TRUE(
+      is_ws_error(a.request({{"type", "send"}, {"room", room}, {"body", "no id"}}), "bad_request"));
   // Nothing of that was stored.
   EXPECT_TRUE(all_messages_http(server(), alice_.token, room).empty());
   // The limits are inclusive and count code points: 4000 two-byte characters are fine.
@@ -306,7 +319,8 @@ TEST_F(WsProtocol, HistoryPagesBackwardsWithHasMore) {
   Session a(server(), alice_);
   auto room = unique_name("hist");
   a.create(room);
-  for (int i = 1; i <= 7; ++i) a.send_message(room, "h" + std::to_string(i), "hid-" + std::to_string(i));
+  for (int i = 1; i <= 7; ++i)
+    a.send_message(room, "h" + std::to_string(i), "hid-" + std::to_string(i));
   auto seqs = [](const json& h) {
     std::vector<int> out;
     for (const auto& m : h.at("messages")) out.push_back(m.at("seq").get<int>());
@@ -339,10 +353,12 @@ TEST_F(WsProtocol, HistoryPagesBackwardsWithHasMore) {
   EXPECT_TRUE(seqs(h).empty());
   EXPECT_FALSE(h.value("has_more", true));
 
-  EXPECT_TRUE(is_ws_error(a.request({{"type", "history"}, {"room", room}, {"before", 5}, {"limit", 0}}),
-                          "bad_request"));
-  EXPECT_TRUE(is_ws_error(a.request({{"type", "history"}, {"room", room}, {"before", 5}, {"limit", 201}}),
-                          "bad_request"));
+  EXPECT_TRUE(
+      is_ws_error(a.request({{"type", "history"}, {"room", room}, {"before", 5}, {"limit", 0}}),
+                  "bad_request"));
+  EXPECT_TRUE(
+      is_ws_error(a.request({{"type", "history"}, {"room", room}, {"before", 5}, {"limit", 201}}),
+                  "bad_request"));
   EXPECT_TRUE(is_ws_error(
       a.request({{"type", "history"}, {"room", unique_name("ghost")}, {"before", 5}, {"limit", 5}}),
       "not_found"));
@@ -410,7 +426,8 @@ TEST_F(WsProtocol, WatchReportsPresenceNowAndOnEveryChange) {
       auto p = a.wait_type("presence");
       now[p.value("user", "")] = p.value("status", "");
     }
-    EXPECT_EQ(now, (std::map<std::string, std::string>{{bob_.name, "offline"}, {carol.name, "online"}}));
+    EXPECT_EQ(now,
+              (std::map<std::string, std::string>{{bob_.name, "offline"}, {carol.name, "online"}}));
 
     auto b1 = std::make_unique<Session>(server(), bob_);
     auto p = a.wait_type("presence");

@@ -57,7 +57,9 @@ std::string CloseResult::describe() const {
          std::to_string(frames_skipped) + " data frames";
 }
 
-RawWsClient::~RawWsClient() { close_socket(); }
+RawWsClient::~RawWsClient() {
+  close_socket();
+}
 
 void RawWsClient::close_socket() {
   if (fd_ >= 0) ::close(fd_);
@@ -161,7 +163,8 @@ std::optional<RawFrame> RawWsClient::take_frame() {
   f.opcode = static_cast<ws::Opcode>(b0 & 0x0f);
   f.payload = buf_.substr(pos, len);
   if (masked) {
-    for (std::size_t i = 0; i < f.payload.size(); ++i) f.payload[i] ^= static_cast<char>(mask[i % 4]);
+    for (std::size_t i = 0; i < f.payload.size(); ++i)
+      f.payload[i] ^= static_cast<char>(mask[i % 4]);
   }
   buf_.erase(0, pos + len);
   return f;
@@ -209,7 +212,8 @@ nlohmann::json RawWsClient::read_json(std::chrono::milliseconds timeout) {
     auto f = read_frame(std::max(left, std::chrono::milliseconds(0)));
     if (f.kind == RawFrame::Kind::frame && f.opcode == ws::Opcode::text) {
       auto j = f.json();
-      if (j.is_discarded()) throw std::runtime_error("server sent a non-JSON text frame: " + f.payload);
+      if (j.is_discarded())
+        throw std::runtime_error("server sent a non-JSON text frame: " + f.payload);
       return j;
     }
     if (f.kind == RawFrame::Kind::frame &&

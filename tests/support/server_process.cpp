@@ -62,7 +62,8 @@ fs::path make_temp_dir() {
   std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/parley-it-XXXXXX";
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
-  if (!::mkdtemp(buf.data())) throw ServerStartError("mkdtemp failed: " + std::string(std::strerror(errno)));
+  if (!::mkdtemp(buf.data()))
+    throw ServerStartError("mkdtemp failed: " + std::string(std::strerror(errno)));
   return fs::path(buf.data());
 }
 
@@ -104,13 +105,20 @@ void ServerProcess::spawn() {
     throw ServerStartError("parleyd binary " + binary + " is not executable (build `parleyd`)");
   }
   std::vector<std::string> args = {binary,
-                                   "--listen", host_ + ":" + std::to_string(port_),
-                                   "--store", "sqlite:" + (dir_ / "parley.db").string(),
-                                   "--bus", "inproc",
-                                   "--node-id", node_id_,
-                                   "--threads", "2",
-                                   "--web-root", web_root_.string(),
-                                   "--log-level", "info"};
+                                   "--listen",
+                                   host_ + ":" + std::to_string(port_),
+                                   "--store",
+                                   "sqlite:" + (dir_ / "parley.db").string(),
+                                   "--bus",
+                                   "inproc",
+                                   "--node-id",
+                                   node_id_,
+                                   "--threads",
+                                   "2",
+                                   "--web-root",
+                                   web_root_.string(),
+                                   "--log-level",
+                                   "info"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -124,7 +132,8 @@ void ServerProcess::spawn() {
   }
   int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (log_fd < 0 || null_fd < 0) throw ServerStartError("cannot open the log file " + log_path_.string());
+  if (log_fd < 0 || null_fd < 0)
+    throw ServerStartError("cannot open the log file " + log_path_.string());
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw ServerStartError("fork failed: " + std::string(std::strerror(errno)));
@@ -153,7 +162,8 @@ bool ServerProcess::wait_healthy(std::chrono::milliseconds timeout, std::string&
   auto http = client::HttpClient(host_, port_, 500ms);
   while (std::chrono::steady_clock::now() < deadline) {
     if (!running()) {
-      why = "parleyd exited with status " + std::to_string(exit_status_) + " before /healthz answered";
+      why = "parleyd exited with status " + std::to_string(exit_status_) +
+            " before /healthz answered";
       return false;
     }
     try {
@@ -189,8 +199,8 @@ void ServerProcess::start() {
     if (pid_ > 0) kill9();
     // Another process may have taken the port between the check and the bind; try another.
     auto text = log_tail(20);
-    bool port_clash = text.find("in use") != std::string::npos ||
-                      text.find("EADDRINUSE") != std::string::npos;
+    bool port_clash =
+        text.find("in use") != std::string::npos || text.find("EADDRINUSE") != std::string::npos;
     if (!port_clash) break;
   }
   throw ServerStartError("parleyd did not start: " + why + "\n----- parleyd log (" +

@@ -3,11 +3,24 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 #include <thread>
 
 namespace parley::test {
+
+TempDir::TempDir() {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/parley-test-XXXXXX";
+  if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed for " + templ);
+  path_ = templ;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
 
 std::string unique_name(std::string_view prefix) {
   static std::atomic<std::uint64_t> counter{0};
@@ -82,9 +95,10 @@ json Session::wait_for(const std::function<bool(const json&)>& pred,
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      throw std::runtime_error("timed out after " + std::to_string(timeout.count()) +
-                               " ms waiting for " + std::string(what) +
-                               (seen.empty() ? "; nothing else arrived" : "; other frames: " + seen));
+      throw std::runtime_error(
+          "timed out after " + std::to_string(timeout.count()) + " ms waiting for " +
+          std::string(what) +
+          (seen.empty() ? "; nothing else arrived" : "; other frames: " + seen));
     }
     auto ev = ws_->receive(left);
     if (ev.is_timeout()) continue;
@@ -124,22 +138,25 @@ std::vector<json> Session::barrier(std::chrono::milliseconds timeout) {
 }
 
 json Session::create(const std::string& room, bool is_private) {
-  auto r = request({{"type", "create"}, {"room", room},
-                    {"visibility", is_private ? "private" : "public"}});
-  if (r.value("type", "") != "joined") throw std::runtime_error("create " + room + " failed: " + r.dump());
+  auto r = request(
+      {{"type", "create"}, {"room", room}, {"visibility", is_private ? "private" : "public"}});
+  if (r.value("type", "") != "joined")
+    throw std::runtime_error("create " + room + " failed: " + r.dump());
   return r;
 }
 
 json Session::join(const std::string& room) {
   auto r = request({{"type", "join"}, {"room", room}});
-  if (r.value("type", "") != "joined") throw std::runtime_error("join " + room + " failed: " + r.dump());
+  if (r.value("type", "") != "joined")
+    throw std::runtime_error("join " + room + " failed: " + r.dump());
   return r;
 }
 
 json Session::send_message(const std::string& room, const std::string& body, std::string id) {
   if (id.empty()) id = client::random_client_msg_id();
   auto r = request({{"type", "send"}, {"room", room}, {"client_msg_id", id}, {"body", body}});
-  if (r.value("type", "") != "ack") throw std::runtime_error("send to " + room + " failed: " + r.dump());
+  if (r.value("type", "") != "ack")
+    throw std::runtime_error("send to " + room + " failed: " + r.dump());
   return r;
 }
 
@@ -190,11 +207,13 @@ std::vector<json> all_messages_http(const ServerProcess& server, const std::stri
   std::optional<std::uint64_t> before;
   auto http = server.http();
   for (int page = 0; page < 100000; ++page) {
-    std::string target = "/api/v1/rooms/" + client::url_encode_segment(room) + "/messages?limit=200";
+    std::string target =
+        "/api/v1/rooms/" + client::url_encode_segment(room) + "/messages?limit=200";
     if (before) target += "&before=" + std::to_string(*before);
     auto res = http.get(target, token);
     if (res.status != 200) {
-      throw std::runtime_error("GET " + target + ": " + std::to_string(res.status) + " " + res.body);
+      throw std::runtime_error("GET " + target + ": " + std::to_string(res.status) + " " +
+                               res.body);
     }
     auto j = res.json();
     auto msgs = j.at("messages");

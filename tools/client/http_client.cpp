@@ -108,7 +108,8 @@ HttpResponse HttpClient::request_raw(
     ec = e;
     done = true;
   });
-  if (!run_until(ioc, [&] { return done; }, deadline)) {
+  if (!run_until(
+          ioc, [&] { return done; }, deadline)) {
     abort_and_drain(ioc, socket);
     throw TransportError("timed out connecting to " + where);
   }
@@ -136,7 +137,8 @@ HttpResponse HttpClient::request_raw(
     ec = e;
     done = true;
   });
-  if (!run_until(ioc, [&] { return done; }, deadline)) {
+  if (!run_until(
+          ioc, [&] { return done; }, deadline)) {
     abort_and_drain(ioc, socket);
     throw TransportError("timed out sending to " + where);
   }
@@ -150,7 +152,8 @@ HttpResponse HttpClient::request_raw(
     ec = e;
     done = true;
   });
-  if (!run_until(ioc, [&] { return done; }, deadline)) {
+  if (!run_until(
+          ioc, [&] { return done; }, deadline)) {
     abort_and_drain(ioc, socket);
     throw TransportError("timed out waiting for the answer of " + where + " to " +
                          std::string(method) + " " + std::string(target));

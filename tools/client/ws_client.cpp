@@ -106,7 +106,8 @@ void WsClient::connect(const std::string& host, std::uint16_t port, const std::s
                         ec = e;
                         done = true;
                       });
-  if (!run_until(im.ioc, [&] { return done; }, deadline)) {
+  if (!run_until(
+          im.ioc, [&] { return done; }, deadline)) {
     abort_and_drain(im.ioc, im.ws.next_layer());
     throw TransportError("timed out connecting to " + where);
   }
@@ -123,7 +124,8 @@ void WsClient::connect(const std::string& host, std::uint16_t port, const std::s
     ec = e;
     done = true;
   });
-  if (!run_until(im.ioc, [&] { return done; }, deadline)) {
+  if (!run_until(
+          im.ioc, [&] { return done; }, deadline)) {
     abort_and_drain(im.ioc, im.ws.next_layer());
     throw TransportError("timed out upgrading " + where + path + " to WebSocket");
   }
@@ -146,7 +148,8 @@ void WsClient::send_text(std::string_view text) {
                       ec = e;
                       done = true;
                     });
-  if (!run_until(im.ioc, [&] { return done; }, steady::now() + std::chrono::seconds(10))) {
+  if (!run_until(
+          im.ioc, [&] { return done; }, steady::now() + std::chrono::seconds(10))) {
     abort_and_drain(im.ioc, im.ws.next_layer());
     im.ended = true;
     throw TransportError("timed out writing a frame (the server does not read)");
@@ -165,7 +168,8 @@ void WsClient::send_binary(std::string_view data) {
                       ec = e;
                       done = true;
                     });
-  bool finished = run_until(im.ioc, [&] { return done; }, steady::now() + std::chrono::seconds(10));
+  bool finished = run_until(
+      im.ioc, [&] { return done; }, steady::now() + std::chrono::seconds(10));
   im.ws.text(true);
   if (!finished) {
     abort_and_drain(im.ioc, im.ws.next_layer());
@@ -179,7 +183,8 @@ WsEvent WsClient::receive(std::chrono::milliseconds timeout) {
   auto& im = *impl_;
   if (im.events.empty() && im.connected && !im.ended) {
     im.start_read();
-    run_until(im.ioc, [&] { return !im.events.empty(); }, steady::now() + timeout);
+    run_until(
+        im.ioc, [&] { return !im.events.empty(); }, steady::now() + timeout);
   }
   if (im.events.empty()) {
     WsEvent ev;
@@ -207,8 +212,8 @@ void WsClient::close(std::uint16_t code, std::string_view reason) {
     done = true;
   });
   // The pending read completes once the server answers the close; wait for both briefly.
-  run_until(im.ioc, [&] { return done && !im.read_pending; },
-            steady::now() + std::chrono::seconds(2));
+  run_until(
+      im.ioc, [&] { return done && !im.read_pending; }, steady::now() + std::chrono::seconds(2));
   abort_and_drain(im.ioc, im.ws.next_layer());
   im.ended = true;
 }
@@ -222,8 +227,12 @@ void WsClient::drop() {
   im.ended = true;
 }
 
-bool WsClient::is_open() const { return impl_->connected && !impl_->ended; }
+bool WsClient::is_open() const {
+  return impl_->connected && !impl_->ended;
+}
 
-std::uint64_t WsClient::bytes_received() const { return impl_->bytes; }
+std::uint64_t WsClient::bytes_received() const {
+  return impl_->bytes;
+}
 
 }  // namespace parley::client

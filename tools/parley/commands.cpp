@@ -27,9 +27,13 @@ struct Exit {
   std::string message;
 };
 
-[[noreturn]] void fail(int code, std::string message) { throw Exit{code, std::move(message)}; }
+[[noreturn]] void fail(int code, std::string message) {
+  throw Exit{code, std::move(message)};
+}
 
-bool has_credentials(const GlobalOptions& g) { return !g.user.empty() && !g.password.empty(); }
+bool has_credentials(const GlobalOptions& g) {
+  return !g.user.empty() && !g.password.empty();
+}
 
 int exit_for(const ApiError& e) {
   if (e.status() == 401 || e.code() == "unauthorized") return exit_code::auth;
@@ -83,7 +87,8 @@ struct Session {
 
   [[noreturn]] void token_rejected() {
     state.remove_token();
-    fail(exit_code::auth, "the session token was refused (logged out or expired): run `parley login`");
+    fail(exit_code::auth,
+         "the session token was refused (logged out or expired): run `parley login`");
   }
 
   // An authenticated HTTP request, logging in again once if the saved token was refused.
@@ -169,14 +174,14 @@ int run(F body) {
 
 void require_credentials(const GlobalOptions& g, const char* what) {
   if (!has_credentials(g)) {
-    fail(exit_code::usage, std::string(what) +
-                               " needs --user and --password (or PARLEY_USER and PARLEY_PASSWORD)");
+    fail(exit_code::usage,
+         std::string(what) + " needs --user and --password (or PARLEY_USER and PARLEY_PASSWORD)");
   }
 }
 
 std::string format_message(const json& m) {
-  return "[" + m.value("room", std::string()) + " #" + std::to_string(m.value("seq", 0ULL)) +
-         "] " + m.value("from", std::string()) + ": " + m.value("body", std::string());
+  return "[" + m.value("room", std::string()) + " #" + std::to_string(m.value("seq", 0ULL)) + "] " +
+         m.value("from", std::string()) + ": " + m.value("body", std::string());
 }
 
 }  // namespace
@@ -261,7 +266,8 @@ int cmd_create(const GlobalOptions& g, const std::string& room, bool is_private)
     Session s(g);
     auto ws = s.websocket({});
     auto r = request_reply(
-        *ws, {{"type", "create"}, {"room", room}, {"visibility", is_private ? "private" : "public"}});
+        *ws,
+        {{"type", "create"}, {"room", room}, {"visibility", is_private ? "private" : "public"}});
     std::cout << "created " << (is_private ? "private" : "public") << " room "
               << r.value("room", room) << "\n";
     ws->close();
@@ -319,7 +325,8 @@ int cmd_tail(const GlobalOptions& g, const TailOptions& t) {
     for (const auto& room : t.rooms) {
       auto it = last_seq.find(room);
       if (it == last_seq.end()) {
-        fail(exit_code::server_error, "not a member of " + room + " (run `parley join " + room + "`)");
+        fail(exit_code::server_error,
+             "not a member of " + room + " (run `parley join " + room + "`)");
       }
       // Without a saved cursor, tailing starts at the present (or --last messages back); the
       // server replays from there, so nothing sent after this point is missed.
@@ -380,15 +387,16 @@ int cmd_tail(const GlobalOptions& g, const TailOptions& t) {
       }
       // Backoff with jitter, so that many clients of a restarted server do not reconnect in
       // lockstep.
-      auto jitter = std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 2))(rng);
+      auto jitter =
+          std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 2))(rng);
       std::this_thread::sleep_for(backoff + std::chrono::milliseconds(jitter));
       backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
     }
   });
 }
 
-int cmd_history(const GlobalOptions& g, const std::string& room, std::optional<std::uint64_t> before,
-                std::uint32_t limit) {
+int cmd_history(const GlobalOptions& g, const std::string& room,
+                std::optional<std::uint64_t> before, std::uint32_t limit) {
   return run([&] {
     Session s(g);
     std::string target = "/api/v1/rooms/" + client::url_encode_segment(room) +

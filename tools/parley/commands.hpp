@@ -41,7 +41,7 @@ struct TailOptions {
 };
 int cmd_tail(const GlobalOptions& g, const TailOptions& t);
 
-int cmd_history(const GlobalOptions& g, const std::string& room, std::optional<std::uint64_t> before,
-                std::uint32_t limit);
+int cmd_history(const GlobalOptions& g, const std::string& room,
+                std::optional<std::uint64_t> before, std::uint32_t limit);
 
 }  // namespace parley::cli

@@ -99,9 +99,8 @@ int main(int argc, char** argv) {
   if (send->parsed()) return cmd_send(g, room, text);
   if (tail->parsed()) return cmd_tail(g, tail_opts);
   if (history->parsed()) {
-    return cmd_history(g, room, before_opt->count() ? std::optional<std::uint64_t>(before)
-                                                    : std::nullopt,
-                       limit);
+    return cmd_history(
+        g, room, before_opt->count() ? std::optional<std::uint64_t>(before) : std::nullopt, limit);
   }
   return exit_code::usage;
 }
