@@ -5,12 +5,13 @@
 #
 #   deploy/servers.sh start RUN_DIR [postgres] [rabbitmq]   # prints KEY=VALUE lines (URLs)
 #   deploy/servers.sh stop RUN_DIR
+#   deploy/servers.sh ctl RUN_DIR ARGS...                    # rabbitmqctl ARGS against RUN_DIR's broker
 #
 # Ports (below the ephemeral range) can be changed with PARLEY_PG_PORT, PARLEY_AMQP_PORT,
 # PARLEY_AMQP_DIST_PORT, PARLEY_EPMD_PORT.
 set -euo pipefail
 
-cmd=${1:?usage: servers.sh start|stop RUN_DIR [postgres] [rabbitmq]}
+cmd=${1:?usage: servers.sh start|stop|ctl RUN_DIR [postgres] [rabbitmq]}
 run=${2:?usage: servers.sh start|stop RUN_DIR}
 shift 2
 pg_port=${PARLEY_PG_PORT:-25432}
@@ -102,8 +103,17 @@ case $cmd in
     stop_rabbitmq
     stop_postgres
     ;;
+  ctl)
+    # rabbitmqctl finds the broker's Erlang node only through our epmd port and node name, so it
+    # must run with the environment the broker was started with (same PARLEY_*_PORT variables).
+    # `ctl RUN_DIR stop_app` then `ctl RUN_DIR start_app` restarts RabbitMQ inside a live Erlang
+    # node: clients lose their connections, and the node name and ports stay the same.
+    [ -d "$run/rabbitmq" ] || { echo "servers.sh: no RabbitMQ under $run" >&2; exit 1; }
+    rabbit_env
+    exec rabbitmqctl -n "$rabbit_node" "$@"
+    ;;
   *)
-    echo "usage: servers.sh start|stop RUN_DIR [postgres] [rabbitmq]" >&2
+    echo "usage: servers.sh start|stop RUN_DIR [postgres] [rabbitmq] | ctl RUN_DIR ARGS..." >&2
     exit 2
     ;;
 esac

@@ -109,6 +109,9 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
                 argon2_mem_kib = t.argon2_memlimit / 1024;
   unsigned long body_cp = t.protocol.max_body_code_points;
   unsigned history_max = t.protocol.max_history_limit;
+  unsigned long max_ref = t.protocol.max_ref, max_cmid = t.protocol.max_client_msg_id,
+                max_watch = t.protocol.max_watch_users, max_cursors = t.protocol.max_cursors,
+                max_pipelined = t.max_pipelined;
   long token_ttl = t.token_ttl_s;
 
   std::vector<Setting> settings = {
@@ -127,8 +130,13 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"auth-timeout-ms", "time a new WebSocket has to send auth", "5000", millis(t.auth_timeout), {}},
       {"drain-window-ms", "on SIGTERM, closes (1001) are spread over this window", "2000", millis(t.drain_window), {}},
       {"token-ttl-s", "session token lifetime in seconds", "2592000", number(token_ttl, 60l, 10l * 365 * 86400), {}},
+      {"max-ref-chars", "longest `ref` on a request, in code points", "64", number(max_ref, 1ul, 4096ul), {}},
+      {"max-client-msg-id-chars", "longest client_msg_id, in code points", "64", number(max_cmid, 1ul, 4096ul), {}},
+      {"max-watch-users", "users one watch request may name", "1000", number(max_watch, 1ul, 1ul << 20), {}},
+      {"max-cursors", "rooms one auth frame may carry cursors for", "10000", number(max_cursors, 1ul, 1ul << 24), {}},
+      {"max-pipelined", "requests a client may send after auth before welcome", "64", number(max_pipelined, 0ul, 1ul << 16), {}},
       {"history-max-limit", "largest history page", "200", number(history_max, 1u, 10000u), {}},
-      {"replay-page", "messages fetched per round trip while resuming", "1000", number(replay_page, 10ul, 100000ul), {}},
+      {"replay-page", "messages fetched per round trip while resuming", "500", number(replay_page, 10ul, 100000ul), {}},
       {"cache-per-room", "recent messages cached per room", "256", number(cache_per_room, 0ul, 1ul << 20), {}},
       {"cache-rooms", "rooms kept in the recent-message cache", "4096", number(cache_rooms, 16ul, 1ul << 24), {}},
       {"argon2-opslimit", "Argon2id passes (OWASP minimum 2)", "2", number(t.argon2_opslimit, std::uint64_t{1}, std::uint64_t{100}), {}},
@@ -219,6 +227,11 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   t.token_ttl_s = token_ttl;
   t.protocol.max_body_code_points = body_cp;
   t.protocol.max_history_limit = history_max;
+  t.protocol.max_ref = max_ref;
+  t.protocol.max_client_msg_id = max_cmid;
+  t.protocol.max_watch_users = max_watch;
+  t.protocol.max_cursors = max_cursors;
+  t.max_pipelined = max_pipelined;
   if (t.protocol.default_history_limit > history_max) t.protocol.default_history_limit = history_max;
   if (c.log_format != "text" && c.log_format != "json") {
     return unexpected("--log-format expects text or json, got '" + c.log_format + "'");

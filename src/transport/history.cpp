@@ -6,6 +6,10 @@ namespace parley::transport {
 
 void load_history(Node& node, const std::string& room, std::uint64_t before, std::uint32_t limit,
                   std::function<void(Result<HistoryJson>)> cb) {
+  if (before == 0) {  // nothing has a seq below 1
+    cb(HistoryJson{});
+    return;
+  }
   const std::uint64_t newest = node.cache().newest(room);
   if (newest > 0 && limit > 0 && (before == UINT64_MAX || before <= newest + 1)) {
     const std::uint64_t hi = std::min(before - 1, newest);

@@ -232,6 +232,9 @@ void Node::publish_message(const store::StoredMessage& m) {
   ev->origin_node = opts_.node_id;
   ev->payload =
       protocol::encode_message({m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id});
+  // Cached before the ack is sent, so a history read right after an ack on this node sees the
+  // message (the bus's copy, arriving later, is then a no-op for the cache).
+  cache_.put(m.room, {m.seq, {}, {}, 0, {}, std::shared_ptr<const std::string>(ev, &ev->payload)});
   metrics_.bus_published.inc();
   bus_.publish(std::move(ev));
 }

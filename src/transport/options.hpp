@@ -25,12 +25,13 @@ struct Options {
   std::chrono::milliseconds drain_window{2000};  // SIGTERM: 1001 closes spread over this
   std::int64_t token_ttl_s = 30LL * 24 * 3600;   // tokens live 30 days
   core::RateLimit send_rate{20, 40};             // per user per node
-  std::size_t replay_page = 1000;                // messages fetched per resume round trip
+  std::size_t replay_page = 500;                 // messages fetched per resume round trip
   std::size_t cache_per_room = 256;              // recent-message cache
   std::size_t cache_rooms = 4096;
   std::uint64_t argon2_opslimit = 2;             // OWASP: t=2, m=19 MiB
   std::size_t argon2_memlimit = 19 * 1024 * 1024;
   unsigned hash_threads = 2;
+  std::size_t max_pipelined = 64;  // requests queued behind a pending auth
   protocol::Limits protocol;
 };
 

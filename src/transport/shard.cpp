@@ -77,6 +77,11 @@ void Shard::remove_room_member(const std::string& room, WsSession* s) {
   }
 }
 
+std::uint64_t Shard::room_last(const std::string& room) const {
+  auto it = rooms_.find(room);
+  return it == rooms_.end() ? 0 : it->second.last;
+}
+
 void Shard::add_watcher(const std::string& user, WsSession* s) { watchers_[user].push_back(s); }
 
 void Shard::remove_watcher(const std::string& user, WsSession* s) {

@@ -36,6 +36,8 @@ class Shard {
   // Returns the shard's delivery point for the room.
   std::uint64_t add_room_member(const std::string& room, WsSession* s, std::uint64_t room_last_seq);
   void remove_room_member(const std::string& room, WsSession* s);
+  // The last seq this shard delivered for the room (0 when it has no local members).
+  std::uint64_t room_last(const std::string& room) const;
   void add_watcher(const std::string& user, WsSession* s);
   void remove_watcher(const std::string& user, WsSession* s);
 

@@ -18,9 +18,11 @@ using protocol::ErrorCode;
 
 namespace {
 constexpr std::size_t kReadChunk = 16 * 1024;
-constexpr std::size_t kMaxPipelined = 64;  // requests queued behind a pending auth
 constexpr std::size_t kMaxIov = 64;        // frames per gathered write (one writev)
 constexpr auto kCloseGrace = std::chrono::seconds(2);
+// Live messages held for one room while it catches up; past this the held copies are dropped
+// and the catch-up reads them from the cache or the store instead (bounded memory per session).
+constexpr std::size_t kMaxHeld = 4096;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -163,7 +165,7 @@ void WsSession::on_text(std::string_view text) {
       return;
     }
     case State::authenticating:
-      if (pending_frames_.size() >= kMaxPipelined) {
+      if (pending_frames_.size() >= node_.options().max_pipelined) {
         close(ws::close_code::policy_violation, "too many requests before welcome");
         return;
       }
@@ -212,16 +214,18 @@ void WsSession::send_error(const std::optional<std::string>& ref, ErrorCode code
   send_json(protocol::encode_error(ref, code, message, retry_after));
 }
 
-void WsSession::enqueue(std::shared_ptr<const std::string> frame) {
+void WsSession::enqueue(std::shared_ptr<const std::string> frame, bool replay) {
   if (close_queued_ || socket_closed_) return;
-  if (queued_bytes_ + frame->size() > node_.options().write_queue_bytes && state_ == State::live) {
+  if (!replay && state_ == State::live &&
+      live_bytes_ + frame->size() > node_.options().write_queue_bytes) {
     node_.metrics().slow_consumer_closes.inc();
     spdlog::info("ws {} ({}): slow consumer, {} bytes queued", remote_, user_, queued_bytes_);
-    close(ws::close_code::policy_violation, "slow consumer");
+    close(ws::close_code::policy_violation, "slow consumer", true);
     return;
   }
   queued_bytes_ += frame->size();
-  queue_.push_back(std::move(frame));
+  if (!replay) live_bytes_ += frame->size();
+  queue_.push_back({std::move(frame), replay});
   schedule_flush();
 }
 
@@ -240,7 +244,7 @@ void WsSession::flush() {
   if (in_flight_ > 0 || queue_.empty() || socket_closed_) return;
   std::size_t n = std::min(queue_.size(), kMaxIov);
   iov_.clear();
-  for (std::size_t i = 0; i < n; ++i) iov_.emplace_back(asio::buffer(*queue_[i]));
+  for (std::size_t i = 0; i < n; ++i) iov_.emplace_back(asio::buffer(*queue_[i].frame));
   in_flight_ = n;
   asio::async_write(socket_, iov_,
                     [self = shared_from_this(), n](boost::system::error_code ec, std::size_t) {
@@ -255,10 +259,14 @@ void WsSession::flush() {
 
 void WsSession::on_written(std::size_t frames) {
   for (std::size_t i = 0; i < frames; ++i) {
-    queued_bytes_ -= queue_.front()->size();
-    queue_.pop_front();
+    pop_queued(false);
   }
   in_flight_ = 0;
+  if (!replay_waiting_.empty() && queued_bytes_ <= node_.options().write_queue_bytes / 2) {
+    auto rooms = std::move(replay_waiting_);
+    replay_waiting_.clear();
+    for (const auto& r : rooms) fetch_gap(r);
+  }
   if (!queue_.empty()) {
     flush();
     return;
@@ -270,20 +278,29 @@ void WsSession::on_written(std::size_t frames) {
   }
 }
 
-void WsSession::close(std::uint16_t code, std::string_view reason) {
+void WsSession::pop_queued(bool back) {
+  const Queued& q = back ? queue_.back() : queue_.front();
+  queued_bytes_ -= q.frame->size();
+  if (!q.replay) live_bytes_ -= q.frame->size();
+  if (back) {
+    queue_.pop_back();
+  } else {
+    queue_.pop_front();
+  }
+}
+
+void WsSession::close(std::uint16_t code, std::string_view reason, bool discard_queued) {
   if (state_ == State::closing) return;
   state_ = State::closing;
   // Leave the shard's tables in a posted handler: close() may run inside a fan-out loop over
   // those very tables, and deliveries to a closing session are ignored meanwhile.
   asio::post(shard_.ioc(), [self = shared_from_this()] { self->detach(); });
-  // Drop what has not started to leave; the close frame goes right after the write in flight.
-  while (queue_.size() > in_flight_) {
-    queued_bytes_ -= queue_.back()->size();
-    queue_.pop_back();
+  if (discard_queued) {
+    while (queue_.size() > in_flight_) pop_queued(true);
   }
   auto frame = std::make_shared<const std::string>(ws::make_close_frame(code, reason));
   queued_bytes_ += frame->size();
-  queue_.push_back(std::move(frame));
+  queue_.push_back({std::move(frame), true});
   close_queued_ = true;
   schedule_flush();
   timer_.cancel();
@@ -327,6 +344,7 @@ void WsSession::deliver_message(const std::string& room, std::uint64_t seq,
   if (it == rooms_.end()) return;
   RoomSync& rs = it->second;
   if (rs.held) {
+    if (rs.buffer.size() >= kMaxHeld) rs.buffer.clear();  // re-read at release, see below
     rs.buffer.emplace_back(seq, frame);
     return;
   }
@@ -411,7 +429,11 @@ void WsSession::fetch_gap(const std::string& room) {
   const std::size_t page = node_.options().replay_page;
   // The recent-message cache holds the newest contiguous run of each subscribed room; when it
   // reaches back to `after` it answers without the store.
-  if (auto hit = node_.cache().since(room, after, page)) {
+  // A hit with nothing in it while the shard has delivered more means the cached run stopped
+  // short of what is committed (it is filled as messages pass): read the store instead.
+  auto hit = node_.cache().since(room, after, page);
+  if (hit && hit->empty() && after < shard_.room_last(room)) hit.reset();
+  if (hit) {
     node_.metrics().cache_hits.inc();
     std::vector<std::shared_ptr<const std::string>> frames;
     std::vector<std::uint64_t> seqs;
@@ -468,10 +490,15 @@ void WsSession::on_gap_fetched(const std::string& room,
   for (std::size_t i = 0; i < seqs.size(); ++i) {
     if (seqs[i] != rs.last + 1) continue;
     rs.last = seqs[i];
-    enqueue(std::move(frames[i]));
+    enqueue(std::move(frames[i]), true);
   }
   if (!complete) {
-    fetch_gap(room);
+    // Pace the replay by the client's reading: the next page is read once half the queue is out.
+    if (queued_bytes_ > node_.options().write_queue_bytes / 2) {
+      replay_waiting_.push_back(room);
+    } else {
+      fetch_gap(room);
+    }
     return;
   }
   // Release what arrived live meanwhile, skipping what the replay sent. A hole between the
@@ -483,7 +510,7 @@ void WsSession::on_gap_fetched(const std::string& room,
     if (seq <= rs.last) continue;
     if (seq != rs.last + 1) break;
     rs.last = seq;
-    enqueue(std::move(frame));
+    enqueue(std::move(frame), true);
   }
   if (i < rs.buffer.size()) {
     rs.buffer.erase(rs.buffer.begin(), rs.buffer.begin() + static_cast<std::ptrdiff_t>(i));
@@ -510,6 +537,12 @@ void WsSession::on_gap_fetched(const std::string& room,
     return;
   }
   rs.buffer.clear();
+  // Everything the shard has delivered is committed, so a session behind the shard (its held
+  // copies were dropped, or it started behind) reads on rather than release with a hole.
+  if (rs.last < shard_.room_last(room)) {
+    fetch_gap(room);
+    return;
+  }
   rs.held = false;
   if (rs.counts_for_synced) {
     rs.counts_for_synced = false;
@@ -567,7 +600,18 @@ void WsSession::reply_store_error(const std::optional<std::string>& ref, std::er
 
 bool WsSession::require_member(const std::optional<std::string>& ref, const std::string& room) {
   if (rooms_.count(room)) return true;
-  send_error(ref, ErrorCode::forbidden, "not a member of room " + room);
+  // Not a member: tell a room that does not exist (not_found) from one the user is not in
+  // (forbidden), as the HTTP API does. Only this error path asks the store.
+  node_.store().room_info(room, [self = shared_from_this(), ref, room](Result<store::RoomSummary> r) {
+    bool missing = !r && r.error() == store::StoreErrc::not_found;
+    self->post_self([ref, room, missing](WsSession& s) {
+      if (missing) {
+        s.send_error(ref, ErrorCode::not_found, "no room " + room);
+      } else {
+        s.send_error(ref, ErrorCode::forbidden, "not a member of room " + room);
+      }
+    });
+  });
   return false;
 }
 
@@ -620,6 +664,9 @@ void WsSession::on_authenticated(store::TokenInfo info, std::vector<store::RoomS
   send_json(protocol::encode_welcome(user_, node_.options().node_id, now_ms()));
 
   std::unordered_map<std::string, std::uint64_t> cursor_of(cursors.begin(), cursors.end());
+  // A replay served from the cache completes inside add_room; hold `synced` back until every
+  // cursor room has been added.
+  ++syncing_rooms_;
   for (const auto& r : rooms) {
     auto c = cursor_of.find(r.room);
     if (c != cursor_of.end()) {
@@ -628,6 +675,7 @@ void WsSession::on_authenticated(store::TokenInfo info, std::vector<store::RoomS
       add_room(r.room, r.last_seq, r.last_seq, false);
     }
   }
+  --syncing_rooms_;
   maybe_synced();
   auto pending = std::move(pending_frames_);
   pending_frames_.clear();

@@ -43,7 +43,10 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
                        const std::shared_ptr<const std::string>& frame);
   void deliver_frame(const std::shared_ptr<const std::string>& frame);
   void on_user_event(const UserEvent& ev);
-  void close(std::uint16_t code, std::string_view reason);
+  // Sends a close frame after what is queued (or, with discard_queued, after only the write in
+  // flight: a slow consumer would never read the backlog) and closes the socket once the peer
+  // answers or a grace period ends.
+  void close(std::uint16_t code, std::string_view reason, bool discard_queued = false);
 
   const std::string& user() const { return user_; }
   bool authenticated() const { return state_ == State::live; }
@@ -67,8 +70,11 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void send_error(const std::optional<std::string>& ref, protocol::ErrorCode code,
                   std::string_view message, std::optional<std::uint64_t> retry_after = {});
   void send_json(std::string json);
-  void enqueue(std::shared_ptr<const std::string> frame);
+  // `replay` frames (resume and join catch-up) are not held to the slow-consumer limit: the replay
+  // is paced instead, fetching its next page only when the queue has drained below half.
+  void enqueue(std::shared_ptr<const std::string> frame, bool replay = false);
   void schedule_flush();
+  void pop_queued(bool back);
   void flush();
   void on_written(std::size_t frames);
   void finish_close();
@@ -121,11 +127,17 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::unordered_map<std::string, RoomSync> rooms_;
   std::unordered_set<std::string> watching_;
   std::size_t syncing_rooms_ = 0;
+  std::vector<std::string> replay_waiting_;  // rooms whose next replay page waits for the queue
   bool synced_sent_ = false;
   bool registered_ = false;  // in the shard's tables and presence
 
-  std::deque<std::shared_ptr<const std::string>> queue_;
-  std::size_t queued_bytes_ = 0;
+  struct Queued {
+    std::shared_ptr<const std::string> frame;
+    bool replay;
+  };
+  std::deque<Queued> queue_;
+  std::size_t queued_bytes_ = 0;  // all queued frames
+  std::size_t live_bytes_ = 0;    // queued frames other than replay: held to the limit
   std::size_t in_flight_ = 0;  // frames at the head of queue_ being written
   bool flush_posted_ = false;
   bool close_queued_ = false;

@@ -3,6 +3,7 @@
 // bad start-up arguments fail fast with a clear line.
 
 #include <cstdio>
+#include <fstream>
 #include <set>
 
 #include "fixture.hpp"
@@ -107,6 +108,23 @@ TEST_F(Lifecycle, SigtermClosesSockets1001AndExitsZeroAndRestartKeepsEverything)
   Session again(srv, token, {{room, 0}});
   ASSERT_EQ(again.replayed().size(), 1u);
   EXPECT_EQ(again.replayed()[0].value("body", ""), "kept");
+}
+
+TEST_F(Lifecycle, ConfigFileKeysAreTheFlagNames) {
+  TempDir scratch;
+  auto config = scratch.path() / "parleyd.toml";
+  std::ofstream(config) << "# a burst of 2 and a slow refill\nsend-burst = 2\nsend-rate = 0.1\n";
+  auto& srv = own({"--config", config.string()});
+  auto u = register_user(srv, "cfg");
+  Session s(srv, u);
+  auto room = unique_name("cfg");
+  s.create(room);
+  EXPECT_EQ(s.send_message(room, "one").value("type", ""), "ack");
+  EXPECT_EQ(s.send_message(room, "two").value("type", ""), "ack");
+  auto third =
+      s.request({{"type", "send"}, {"room", room}, {"client_msg_id", "three"}, {"body", "3"}});
+  EXPECT_TRUE(is_ws_error(third, "rate_limited"))
+      << "send-burst = 2 from the config file: " << third.dump();
 }
 
 // Runs a shell command, returning its exit status and combined output.

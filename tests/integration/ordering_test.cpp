@@ -178,6 +178,39 @@ TEST_F(Ordering, ClientAwayForAThousandMessagesResumesWithExactlyThose) {
   EXPECT_TRUE(messages_of(b.barrier(), room).empty());
 }
 
+TEST_F(Ordering, ResumeWithCursorsForSeveralRoomsReplaysEachFromItsCursor) {
+  auto alice = register_user(server(), "alice");
+  auto bob = register_user(server(), "bob");
+  Session a(server(), alice);
+  Session b(server(), bob);
+  const std::vector<std::string> rooms = {unique_name("ra"), unique_name("rb"), unique_name("rc")};
+  for (const auto& r : rooms) {
+    a.create(r);
+    b.join(r);
+    send_many(a, r, 10, r);
+  }
+  b.ws().drop();
+  // Cursors 0, 7 and 10 (= last_seq: nothing to replay for that room).
+  Session again(server(), bob, {{rooms[0], 0}, {rooms[1], 7}, {rooms[2], 10}});
+  auto ra = messages_of(again.replayed(), rooms[0]);
+  auto rb = messages_of(again.replayed(), rooms[1]);
+  auto rc = messages_of(again.replayed(), rooms[2]);
+  EXPECT_EQ(again.replayed().size(), ra.size() + rb.size() + rc.size())
+      << "only messages are replayed";
+  ASSERT_EQ(ra.size(), 10u);
+  ASSERT_EQ(rb.size(), 3u) << "replayed before synced: " << again.replayed().size()
+                           << " frames; after synced: " << json(again.barrier()).dump();
+  EXPECT_TRUE(rc.empty()) << json(rc).dump();
+  for (std::size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].value("seq", 0ULL), i + 1);
+  for (std::size_t i = 0; i < rb.size(); ++i) EXPECT_EQ(rb[i].value("seq", 0ULL), i + 8);
+  // Live delivery of every room continues from there, including the one not replayed.
+  for (const auto& r : rooms) a.send_message(r, "live");
+  for (const auto& r : rooms) {
+    auto m = again.wait_for([&](const json& j) { return is_message(j, r); });
+    EXPECT_EQ(m.value("seq", 0), 11) << r;
+  }
+}
+
 TEST_F(Ordering, ResumeLargerThanTheWriteQueueLimitIsPacedNotClosed) {
   // A client that reads as fast as it can must be able to resume from any absence, even when
   // what it missed is more than the per-client write-queue limit (here 256 KiB; 4 MiB by

@@ -96,6 +96,27 @@ TEST_F(WsErrors, FrameOver64KiBCloses1009) {
   }
 }
 
+TEST_F(WsErrors, FrameLimitIsConfigurable) {
+  auto& srv = own({"--max-frame-bytes", "1024"});
+  auto u = register_user(srv, "small");
+  {
+    auto raw = raw_authed(srv, u);
+    json ping = {{"type", "ping"}, {"ref", "fits"}, {"pad", ""}};
+    ping["pad"] = std::string(1024 - ping.dump().size(), 'p');
+    ASSERT_EQ(ping.dump().size(), 1024u);
+    raw->send_json(ping);
+    auto reply = raw->read_frame(5s);
+    ASSERT_EQ(reply.kind, RawFrame::Kind::frame) << reply.describe();
+    EXPECT_FALSE(reply.is_close())
+        << "1024 bytes is within --max-frame-bytes 1024: " << reply.describe();
+    ping["pad"] = ping["pad"].get<std::string>() + "p";
+    raw->send_json(ping);
+    auto c = raw->wait_close(5s);
+    EXPECT_TRUE(c.got_close_frame) << c.describe();
+    EXPECT_EQ(c.code, 1009) << "1025 bytes with --max-frame-bytes 1024: " << c.describe();
+  }
+}
+
 TEST_F(WsErrors, MessageOfExactly64KiBIsAcceptedAndJudgedOnItsContent) {
   auto u = register_user(server(), "edge");
   Session s(server(), u);
