@@ -129,6 +129,8 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"write-queue-bytes", "bytes queued for one client before it is closed 1008 slow consumer", "4194304", number(write_queue, 1024ul, 1ul << 32), {}},
       {"auth-timeout-ms", "time a new WebSocket has to send auth", "5000", millis(t.auth_timeout), {}},
       {"drain-window-ms", "on SIGTERM, closes (1001) are spread over this window", "2000", millis(t.drain_window), {}},
+      {"heartbeat-ms", "interval of this node's heartbeat on the bus", "1000", millis(t.heartbeat_interval), {}},
+      {"node-timeout-ms", "a node silent this long is taken for dead and its users go offline", "5000", millis(t.node_timeout), {}},
       {"token-ttl-s", "session token lifetime in seconds", "2592000", number(token_ttl, 60l, 10l * 365 * 86400), {}},
       {"max-ref-chars", "longest `ref` on a request, in code points", "64", number(max_ref, 1ul, 4096ul), {}},
       {"max-client-msg-id-chars", "longest client_msg_id, in code points", "64", number(max_cmid, 1ul, 4096ul), {}},

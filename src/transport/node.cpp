@@ -128,6 +128,15 @@ void Node::start() {
   bus_.start([this](std::vector<bus::EventPtr> batch) { on_bus_events(std::move(batch)); },
              [this] { on_bus_resync(); });
   bus_.subscribe("presence");
+  bus_.subscribe("node");
+  unsigned char raw[8];
+  randombytes_buf(raw, sizeof raw);
+  char hex[17];
+  sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+  incarnation_ = hex;
+  heartbeat_timer_ = std::make_unique<asio::steady_timer>(shards_[0]->ioc());
+  publish_node_event(false);
+  heartbeat_tick();
   for (auto& s : shards_) {
     threads_.emplace_back([shard = s.get()] {
       auto guard = asio::make_work_guard(shard->ioc());
@@ -140,7 +149,110 @@ void Node::stop() {
   for (auto& s : shards_) s->ioc().stop();
 }
 
+void Node::heartbeat_tick() {
+  // Peers silent for longer than the timeout are taken for dead: their users go offline here.
+  std::vector<std::string> dead;
+  {
+    std::lock_guard lock(peers_mu_);
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = peers_.begin(); it != peers_.end();) {
+      if (now - it->second.last_seen > opts_.node_timeout) {
+        dead.push_back(it->first);
+        it = peers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& n : dead) {
+    auto users = presence_.drop_node(n);
+    spdlog::warn("node {} stopped heartbeating: {} of its users went offline", n, users.size());
+    deliver_presence_changes(users);
+  }
+  publish_node_event(false);
+  heartbeat_timer_->expires_after(opts_.heartbeat_interval);
+  heartbeat_timer_->async_wait([this](boost::system::error_code ec) {
+    if (!ec) heartbeat_tick();
+  });
+}
+
+void Node::publish_node_event(bool snapshot) {
+  auto ev = std::make_shared<bus::Event>();
+  ev->kind = bus::EventKind::node;
+  ev->topic = "node";
+  ev->origin_node = opts_.node_id;
+  std::string p = "{\"incarnation\":\"" + incarnation_ + "\"";
+  if (snapshot) {
+    // The users online here, for a peer that has just appeared and knows nothing of them.
+    p += ",\"users\":[";
+    bool first = true;
+    for (const auto& u : presence_.users_on(opts_.node_id)) {
+      if (!first) p += ',';
+      first = false;
+      protocol::append_json_string(p, u);
+    }
+    p += ']';
+  }
+  p += '}';
+  ev->payload = std::move(p);
+  bus_.publish(std::move(ev));
+}
+
+std::vector<std::string> Node::on_node_event(const bus::Event& ev) {
+  if (ev.origin_node == opts_.node_id) return {};
+  rapidjson::Document d;
+  d.Parse(ev.payload.data(), ev.payload.size());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("incarnation") ||
+      !d["incarnation"].IsString()) {
+    return {};
+  }
+  std::string incarnation = d["incarnation"].GetString();
+  bool is_new = false;
+  std::vector<std::string> changed;
+  {
+    std::lock_guard lock(peers_mu_);
+    auto& peer = peers_[ev.origin_node];
+    is_new = peer.incarnation != incarnation;
+    peer.incarnation = incarnation;
+    peer.last_seen = std::chrono::steady_clock::now();
+  }
+  if (is_new) {
+    // A node we did not know, or one that restarted: forget what it had, and tell it who is
+    // online here (it tells us likewise when it sees our heartbeat as new).
+    changed = presence_.drop_node(ev.origin_node);
+    publish_node_event(true);
+  }
+  auto users = d.FindMember("users");
+  if (users != d.MemberEnd() && users->value.IsArray()) {
+    for (const auto& u : users->value.GetArray()) {
+      if (u.IsString() && presence_.set_remote(ev.origin_node, u.GetString(), true)) {
+        changed.push_back(u.GetString());
+      }
+    }
+  }
+  return changed;
+}
+
+void Node::deliver_presence_changes(const std::vector<std::string>& users) {
+  if (users.empty()) return;
+  auto deliveries = std::make_shared<std::vector<Delivery>>();
+  for (const auto& u : users) {
+    auto ev = std::make_shared<bus::Event>();
+    ev->kind = bus::EventKind::presence;
+    ev->user = u;
+    Delivery d;
+    d.presence_user = u;
+    d.frame = make_text_frame(protocol::encode_presence(u, presence_.online(u)));
+    d.event = std::move(ev);
+    deliveries->push_back(std::move(d));
+  }
+  for (auto& s : shards_) {
+    asio::post(s->ioc(), [shard = s.get(), deliveries] { shard->on_deliveries(*deliveries); });
+  }
+}
+
 void Node::join() {
+  heartbeat_timer_.reset();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -319,6 +431,7 @@ void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
         break;
       }
       case bus::EventKind::node:
+        deliver_presence_changes(on_node_event(*ev));
         continue;
     }
     d.event = std::move(ev);

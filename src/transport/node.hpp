@@ -9,7 +9,9 @@
 // their own threads and hop to a shard with asio::post.
 
 #include <atomic>
+#include <chrono>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <functional>
@@ -130,6 +132,12 @@ class Node {
  private:
   void on_bus_events(std::vector<bus::EventPtr> batch);
   void on_bus_resync();
+  // Node heartbeats and presence snapshots (see node.cpp). Runs on shard 0's thread.
+  void heartbeat_tick();
+  void publish_node_event(bool snapshot);
+  // Applies a node event on the bus thread; returns the users whose status changed.
+  std::vector<std::string> on_node_event(const bus::Event& ev);
+  void deliver_presence_changes(const std::vector<std::string>& users);
 
   Options opts_;
   store::Store& store_;
@@ -147,6 +155,16 @@ class Node {
 
   std::mutex topics_mu_;
   std::unordered_map<std::string, std::uint32_t> topic_refs_;
+
+  // Other nodes as seen through their heartbeats.
+  struct Peer {
+    std::string incarnation;
+    std::chrono::steady_clock::time_point last_seen;
+  };
+  std::mutex peers_mu_;
+  std::unordered_map<std::string, Peer> peers_;
+  std::string incarnation_;  // random per process: a restarted node is a new incarnation
+  std::unique_ptr<boost::asio::steady_timer> heartbeat_timer_;
 
   std::mutex tokens_mu_;
   std::unordered_map<std::string, store::TokenInfo> token_cache_;  // token hash -> user, expiry

@@ -32,6 +32,10 @@ struct Options {
   std::size_t argon2_memlimit = 19 * 1024 * 1024;
   unsigned hash_threads = 2;
   std::size_t max_pipelined = 64;  // requests queued behind a pending auth
+  // Presence across nodes: each node heartbeats on the bus; a node silent for node_timeout is
+  // taken for dead and its users go offline everywhere.
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds node_timeout{5000};
   protocol::Limits protocol;
 };
 
