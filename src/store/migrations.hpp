@@ -15,5 +15,6 @@ struct Migration {
 };
 
 const std::vector<Migration>& sqlite_migrations();
+const std::vector<Migration>& postgres_migrations();
 
 }  // namespace parley::store

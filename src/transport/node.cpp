@@ -242,7 +242,8 @@ void Node::deliver_presence_changes(const std::vector<std::string>& users) {
     ev->user = u;
     Delivery d;
     d.presence_user = u;
-    d.frame = make_text_frame(protocol::encode_presence(u, presence_.online(u)));
+    d.presence_online = presence_.online(u);
+    d.frame = make_text_frame(protocol::encode_presence(u, d.presence_online));
     d.event = std::move(ev);
     deliveries->push_back(std::move(d));
   }
@@ -427,7 +428,8 @@ void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
           continue;
         }
         d.presence_user = ev->user;
-        d.frame = make_text_frame(protocol::encode_presence(ev->user, presence_.online(ev->user)));
+        d.presence_online = presence_.online(ev->user);
+        d.frame = make_text_frame(protocol::encode_presence(ev->user, d.presence_online));
         break;
       }
       case bus::EventKind::node:

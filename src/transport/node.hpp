@@ -54,6 +54,7 @@ struct Delivery {
   std::shared_ptr<const std::string> frame;
   std::shared_ptr<const UserEvent> user_event;
   std::string presence_user;  // presence events: whose status changed
+  bool presence_online = false;
 };
 
 struct NodeMetrics {

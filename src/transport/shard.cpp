@@ -111,7 +111,7 @@ void Shard::on_deliveries(const std::vector<Delivery>& batch) {
       case bus::EventKind::presence: {
         auto it = watchers_.find(d.presence_user);
         if (it == watchers_.end()) break;
-        for (WsSession* s : it->second) s->deliver_frame(d.frame);
+        for (WsSession* s : it->second) s->deliver_presence(d.presence_user, d.presence_online, d.frame);
         break;
       }
       case bus::EventKind::node:

@@ -327,7 +327,7 @@ void WsSession::detach() {
     shard_.remove_room_member(room, this);
   }
   rooms_.clear();
-  for (const auto& u : watching_) shard_.remove_watcher(u, this);
+  for (const auto& [u, status] : watching_) shard_.remove_watcher(u, this);
   watching_.clear();
   shard_.remove_user_session(user_, this);
   node_.session_closed(user_);
@@ -362,6 +362,15 @@ void WsSession::deliver_message(const std::string& room, std::uint64_t seq,
 
 void WsSession::deliver_frame(const std::shared_ptr<const std::string>& frame) {
   if (state_ == State::live) enqueue(frame);
+}
+
+void WsSession::deliver_presence(const std::string& user, bool online,
+                                 const std::shared_ptr<const std::string>& frame) {
+  if (state_ != State::live) return;
+  auto it = watching_.find(user);
+  if (it == watching_.end() || it->second == online) return;
+  it->second = online;
+  enqueue(frame);
 }
 
 void WsSession::on_user_event(const UserEvent& ev) {
@@ -852,8 +861,11 @@ void WsSession::handle_read(const std::optional<std::string>& ref, protocol::Rea
 void WsSession::handle_watch(const std::optional<std::string>& ref, protocol::WatchReq req) {
   (void)ref;
   for (auto& u : req.users) {
-    if (watching_.insert(u).second) shard_.add_watcher(u, this);
-    send_json(protocol::encode_presence(u, node_.presence().online(u)));
+    bool online = node_.presence().online(u);
+    auto [it, inserted] = watching_.try_emplace(u, online);
+    if (inserted) shard_.add_watcher(u, this);
+    it->second = online;
+    send_json(protocol::encode_presence(u, online));
   }
 }
 

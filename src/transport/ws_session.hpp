@@ -42,6 +42,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void deliver_message(const std::string& room, std::uint64_t seq,
                        const std::shared_ptr<const std::string>& frame);
   void deliver_frame(const std::shared_ptr<const std::string>& frame);
+  void deliver_presence(const std::string& user, bool online,
+                        const std::shared_ptr<const std::string>& frame);
   void on_user_event(const UserEvent& ev);
   // Sends a close frame after what is queued (or, with discard_queued, after only the write in
   // flight: a slow consumer would never read the backlog) and closes the socket once the peer
@@ -125,7 +127,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::string token_hash_;
   std::string session_id_;
   std::unordered_map<std::string, RoomSync> rooms_;
-  std::unordered_set<std::string> watching_;
+  // Watched users and the status last sent for each: a change is sent once, however many
+  // events report it (the answer to `watch` and an event in flight may both say "online").
+  std::unordered_map<std::string, bool> watching_;
   std::size_t syncing_rooms_ = 0;
   std::vector<std::string> replay_waiting_;  // rooms whose next replay page waits for the queue
   bool synced_sent_ = false;

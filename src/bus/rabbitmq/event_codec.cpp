@@ -38,7 +38,9 @@ void put_string(std::string& out, std::string_view s) {
   out.append(s);
 }
 
-std::size_t string_size(std::string_view s) { return varint_size(s.size()) + s.size(); }
+std::size_t string_size(std::string_view s) {
+  return varint_size(s.size()) + s.size();
+}
 
 // A cursor over a body that fails, rather than reads past the end, on truncated input.
 class Reader {

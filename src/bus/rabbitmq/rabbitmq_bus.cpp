@@ -7,9 +7,12 @@
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -90,18 +93,29 @@ bool bindable(const std::string& topic) {
          topic.find_first_of("*#") == std::string::npos;
 }
 
+// The URL for messages: the password never reaches a log or a terminal.
+std::string redacted(const std::string& url) {
+  const auto scheme = url.find("://");
+  const auto at = url.rfind('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+  const auto colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
 }  // namespace
 
 Result<AmqpEndpoint, std::string> parse_amqp_url(const std::string& url) {
   if (url.rfind("amqp://", 0) != 0) {
-    return unexpected("expected an amqp://user:pass@host:port/vhost URL, got '" + url + "'");
+    return unexpected("expected an amqp://user:pass@host:port/vhost URL, got '" + redacted(url) +
+                      "'");
   }
   // amqp_parse_url decodes in place and points into the buffer it is given.
   std::vector<char> buf(url.begin(), url.end());
   buf.push_back('\0');
   amqp_connection_info info{};
   if (const int rc = amqp_parse_url(buf.data(), &info); rc != AMQP_STATUS_OK) {
-    return unexpected("cannot parse AMQP URL '" + url + "': " + amqp_error_string2(rc));
+    return unexpected("cannot parse AMQP URL '" + redacted(url) + "': " + amqp_error_string2(rc));
   }
   AmqpEndpoint ep;
   ep.host = info.host != nullptr ? info.host : "";
@@ -111,8 +125,10 @@ Result<AmqpEndpoint, std::string> parse_amqp_url(const std::string& url) {
   ep.vhost = info.vhost != nullptr ? info.vhost : "";
   // "amqp://host:port/" leaves an empty vhost, which no broker has: it means the default one.
   if (ep.vhost.empty()) ep.vhost = "/";
-  if (ep.host.empty()) return unexpected("AMQP URL '" + url + "' names no host");
-  if (ep.port <= 0 || ep.port > 65535) return unexpected("AMQP URL '" + url + "' has a bad port");
+  if (ep.host.empty()) return unexpected("AMQP URL '" + redacted(url) + "' names no host");
+  if (ep.port <= 0 || ep.port > 65535) {
+    return unexpected("AMQP URL '" + redacted(url) + "' has a bad port");
+  }
   return ep;
 }
 
@@ -136,8 +152,8 @@ class RabbitmqBus::Worker {
         close(false);
         // The same failure every 5 s while the broker is down is logged once.
         if (c.error() != last_error) {
-          spdlog::warn("bus: cannot connect to RabbitMQ at {}:{} ({}); retrying", bus_.endpoint_.host,
-                       bus_.endpoint_.port, c.error());
+          spdlog::warn("bus: cannot connect to RabbitMQ at {}:{} ({}); retrying",
+                       bus_.endpoint_.host, bus_.endpoint_.port, c.error());
           last_error = c.error();
         }
         wait_offline(backoff);
@@ -154,7 +170,8 @@ class RabbitmqBus::Worker {
         spdlog::info("bus: reconnected to RabbitMQ at {}:{}, {} topic(s) bound again",
                      bus_.endpoint_.host, bus_.endpoint_.port, topics_.size());
       } else {
-        spdlog::info("bus: connected to RabbitMQ at {}:{}", bus_.endpoint_.host, bus_.endpoint_.port);
+        spdlog::info("bus: connected to RabbitMQ at {}:{}", bus_.endpoint_.host,
+                     bus_.endpoint_.port);
       }
       // The bindings are in place, so whatever is published from now on reaches this node; what
       // was published before (and dropped, or routed to the lost queue) is in the store, which the
@@ -214,6 +231,17 @@ class RabbitmqBus::Worker {
         rc != AMQP_STATUS_OK) {
       return unexpected(std::string(amqp_error_string2(rc)));
     }
+    const int fd = amqp_socket_get_sockfd(sock);
+    {
+      std::lock_guard lock(bus_.sock_mu_);
+      bus_.sockfd_ = fd;
+    }
+    if (opts_.send_timeout.count() > 0) {
+      const unsigned int ms = static_cast<unsigned int>(opts_.send_timeout.count());
+      if (::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0) {
+        spdlog::debug("bus: cannot set TCP_USER_TIMEOUT: {}", std::strerror(errno));
+      }
+    }
     const timeval rpc_tv = to_timeval(opts_.rpc_timeout);
     amqp_set_handshake_timeout(conn_, &rpc_tv);
     amqp_set_rpc_timeout(conn_, &rpc_tv);
@@ -227,10 +255,10 @@ class RabbitmqBus::Worker {
     amqp_table_t props;
     props.num_entries = 1;
     props.entries = &entry;
-    auto r = amqp_login_with_properties(conn_, ep.vhost.c_str(), AMQP_DEFAULT_MAX_CHANNELS,
-                                        AMQP_DEFAULT_FRAME_SIZE,
-                                        static_cast<int>(opts_.heartbeat.count()), &props,
-                                        AMQP_SASL_METHOD_PLAIN, ep.user.c_str(), ep.password.c_str());
+    auto r = amqp_login_with_properties(
+        conn_, ep.vhost.c_str(), AMQP_DEFAULT_MAX_CHANNELS, AMQP_DEFAULT_FRAME_SIZE,
+        static_cast<int>(opts_.heartbeat.count()), &props, AMQP_SASL_METHOD_PLAIN, ep.user.c_str(),
+        ep.password.c_str());
     if (r.reply_type != AMQP_RESPONSE_NORMAL) return unexpected(describe(r, "login"));
 
     amqp_channel_open(conn_, kChannel);
@@ -273,6 +301,10 @@ class RabbitmqBus::Worker {
       amqp_set_rpc_timeout(conn_, &tv);
       amqp_channel_close(conn_, kChannel, AMQP_REPLY_SUCCESS);
       amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
+    }
+    {
+      std::lock_guard lock(bus_.sock_mu_);
+      bus_.sockfd_ = -1;
     }
     amqp_destroy_connection(conn_);
     conn_ = nullptr;
@@ -324,7 +356,8 @@ class RabbitmqBus::Worker {
       const bool stop = take_commands(cmds);
       apply_offline(cmds);
       if (stop) return;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) return;
       pollfd pfd{bus_.wake_fd_, POLLIN, 0};
       if (::poll(&pfd, 1, static_cast<int>(left.count()) + 1) > 0) drain_wake_fd();
@@ -358,8 +391,9 @@ class RabbitmqBus::Worker {
   // Sleep no longer than the next depth check, and short enough that rabbitmq-c (which only
   // sends heartbeats when called) sends them in time: every half interval.
   int poll_timeout_ms() const {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_depth_check_ - Clock::now())
-                  .count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_depth_check_ - Clock::now())
+            .count();
     ms = std::clamp<std::int64_t>(ms, 0, 1000);
     if (opts_.heartbeat.count() > 0) {
       ms = std::min<std::int64_t>(ms, opts_.heartbeat.count() * 500);
@@ -481,7 +515,8 @@ class RabbitmqBus::Worker {
         amqp_destroy_envelope(&env);
         continue;
       }
-      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+          r.library_error == AMQP_STATUS_TIMEOUT) {
         break;
       }
       if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
@@ -532,8 +567,8 @@ class RabbitmqBus::Worker {
     switch (frame.payload.method.id) {
       case AMQP_CONNECTION_CLOSE_METHOD: {
         const auto* m = static_cast<const amqp_connection_close_t*>(frame.payload.method.decoded);
-        std::string why = "connection closed by the broker: " + std::to_string(m->reply_code) + " " +
-                          string_of(m->reply_text);
+        std::string why = "connection closed by the broker: " + std::to_string(m->reply_code) +
+                          " " + string_of(m->reply_text);
         amqp_connection_close_ok_t ok{};
         amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
         return unexpected(std::move(why));
@@ -557,7 +592,8 @@ class RabbitmqBus::Worker {
                                  /*exclusive=*/1, /*auto_delete=*/1, amqp_empty_table);
     if (auto s = check("queue.declare (passive)"); !s) return s;
     if (q != nullptr) {
-      bus_.queue_depth_->store(static_cast<std::int64_t>(q->message_count), std::memory_order_relaxed);
+      bus_.queue_depth_->store(static_cast<std::int64_t>(q->message_count),
+                               std::memory_order_relaxed);
     }
     return Ok{};
   }
@@ -592,6 +628,9 @@ Result<std::unique_ptr<RabbitmqBus>, std::string> RabbitmqBus::create(RabbitmqOp
   if (options.max_pack_events == 0 || options.max_pack_bytes == 0 || options.prefetch == 0) {
     return unexpected(std::string("bus: packing limits and prefetch must be positive"));
   }
+  if (options.send_timeout.count() < 0 || options.stop_grace.count() < 0) {
+    return unexpected(std::string("bus: send_timeout and stop_grace cannot be negative"));
+  }
   if (options.depth_interval.count() <= 0) {
     return unexpected(std::string("bus: the queue depth interval must be positive"));
   }
@@ -609,14 +648,15 @@ RabbitmqBus::RabbitmqBus(RabbitmqOptions options, AmqpEndpoint endpoint, int wak
     auto& m = *opts_.metrics;
     reconnects_metric_ = &m.counter("parley_bus_reconnects_total",
                                     "Connections to RabbitMQ re-established after a loss.");
-    dropped_metric_ = &m.counter(
-        "parley_bus_dropped_total",
-        "Events dropped before reaching RabbitMQ (no connection, or too many queued).");
-    m.callback_gauge("parley_bus_queue_depth",
-                     "Messages waiting in this node's RabbitMQ queue (each packs one or more events).",
-                     [depth = queue_depth_] {
-                       return static_cast<double>(depth->load(std::memory_order_relaxed));
-                     });
+    dropped_metric_ =
+        &m.counter("parley_bus_dropped_total",
+                   "Events dropped before reaching RabbitMQ (no connection, or too many queued).");
+    m.callback_gauge(
+        "parley_bus_queue_depth",
+        "Messages waiting in this node's RabbitMQ queue (each packs one or more events).",
+        [depth = queue_depth_] {
+          return static_cast<double>(depth->load(std::memory_order_relaxed));
+        });
   }
 }
 
@@ -633,8 +673,13 @@ void RabbitmqBus::start(Handler on_events, ResyncHandler on_resync) {
   on_events_ = std::move(on_events);
   on_resync_ = std::move(on_resync);
   thread_ = std::thread([this] {
-    Worker w(*this);
-    w.run();
+    {
+      Worker w(*this);
+      w.run();
+    }
+    std::lock_guard lock(mu_);
+    exited_ = true;
+    exited_cv_.notify_all();
   });
 }
 
@@ -646,7 +691,25 @@ void RabbitmqBus::stop() {
   wake();
   // A handler that stops the bus must not join its own thread; the owner's later stop() or the
   // destructor joins it.
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
+    bool exited = false;
+    {
+      std::unique_lock lock(mu_);
+      exited = exited_cv_.wait_for(lock, opts_.stop_grace, [this] { return exited_; });
+    }
+    if (!exited) {
+      // rabbitmq-c waits without bound in some places (a send to a broker that stopped reading,
+      // a login to a broker that accepted the connection and froze): shutting the socket down
+      // fails those calls at once, and the thread then finds stopping_ set.
+      std::lock_guard lock(sock_mu_);
+      if (sockfd_ >= 0) {
+        spdlog::warn("bus: RabbitMQ did not let the bus stop within {} ms; closing the socket",
+                     opts_.stop_grace.count());
+        ::shutdown(sockfd_, SHUT_RDWR);
+      }
+    }
+    thread_.join();
+  }
   state_.store(State::disconnected, std::memory_order_release);
 }
 
@@ -655,8 +718,7 @@ void RabbitmqBus::enqueue(Command command) {
   bool dropped = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_ ||
-        (command.op == Command::Op::publish && commands_.size() >= opts_.max_queued)) {
+    if (stopping_ || (command.op == Command::Op::publish && commands_.size() >= opts_.max_queued)) {
       // Subscription changes after stop() do not matter; publishes are dropped and counted.
       dropped = command.op == Command::Op::publish;
     } else {
@@ -707,7 +769,9 @@ void RabbitmqBus::unsubscribe(const std::string& topic) {
   enqueue(std::move(c));
 }
 
-State RabbitmqBus::state() const { return state_.load(std::memory_order_acquire); }
+State RabbitmqBus::state() const {
+  return state_.load(std::memory_order_acquire);
+}
 
 RabbitmqBus::Stats RabbitmqBus::stats() const {
   Stats s;

@@ -17,15 +17,17 @@
 // as one batch per loop turn.
 //
 // Failures: the thread connects in the background, so start() never blocks, and it reconnects
-// with exponential backoff whenever the connection drops (heartbeats notice a dead broker
-// within about twice the heartbeat interval). Events published while there is no connection are
-// dropped and counted: delivery is at most once and the store is the truth. After a reconnect
-// the thread declares the exchange and a new queue, binds every subscribed topic again, and
-// only then calls the resync handler, so that the node's re-read of the store cannot miss an
-// event published after it.
+// with exponential backoff whenever the connection drops. A broker that dies without closing
+// the connection is noticed by heartbeats (after two silent intervals: 4 s by default) or, when
+// this node is blocked sending to it, by the send timeout (5 s by default). Events published while
+// there is no connection are dropped and counted: delivery is at most once and the store is the
+// truth. After a reconnect the thread declares the exchange and a new queue, binds every subscribed
+// topic again, and only then calls the resync handler, so that the node's re-read of the store
+// cannot miss an event published after it.
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -56,6 +58,11 @@ struct RabbitmqOptions {
   std::chrono::milliseconds reconnect_max{5000};
   // AMQP heartbeat; a broker that stays silent for two intervals is taken for dead. 0 disables.
   std::chrono::seconds heartbeat{2};
+  // How long the broker may leave this node's sends unread before the connection is taken for
+  // dead (TCP_USER_TIMEOUT; 0 leaves the kernel default). Heartbeats alone miss a broker that
+  // froze while this node was busy publishing: rabbitmq-c counts the deliveries still buffered
+  // from before the freeze as signs of life, while its send waits for room that never comes.
+  std::chrono::milliseconds send_timeout{5000};
   // Bounds on the TCP connect and on each synchronous AMQP method (declare, bind, login).
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds rpc_timeout{5000};
@@ -68,6 +75,9 @@ struct RabbitmqOptions {
   std::uint16_t prefetch = 256;
   // How often the queue depth is asked for (a passive queue.declare on the bus thread).
   std::chrono::milliseconds depth_interval{1000};
+  // How long stop() lets the bus thread send what was queued and close politely before it shuts
+  // the socket down.
+  std::chrono::milliseconds stop_grace{2000};
   // Commands waiting for the bus thread beyond which publishes are dropped (and counted), so that
   // a stalled broker cannot make the node's memory grow without bound.
   std::size_t max_queued = std::size_t{1} << 20;
@@ -112,8 +122,10 @@ class RabbitmqBus : public Bus {
   // Starts the bus thread, which connects in the background. A second call does nothing.
   void start(Handler on_events, ResyncHandler on_resync) override;
   // Sends what is already queued (when connected), closes the connection and joins the thread.
-  // Publishes after stop() are dropped. Safe to call more than once, without start(), and from
-  // inside the handler (the thread is then joined by a later stop() or the destructor).
+  // A broker that does not take data cannot hold it up for long: after stop_grace the socket is
+  // shut down under the bus thread's feet, which fails whatever it is blocked in. Publishes after
+  // stop() are dropped. Safe to call more than once, without start(), and from inside the
+  // handler (the thread is then joined by a later stop() or the destructor).
   void stop() override;
   void publish(EventPtr event) override;
   // Subscriptions are a set, not counts: the node refcounts its own interest in a topic. A topic
@@ -147,11 +159,19 @@ class RabbitmqBus : public Bus {
   const AmqpEndpoint endpoint_;
   const int wake_fd_;  // eventfd: commands are waiting, or stop() was called
 
-  std::mutex mu_;  // guards commands_, wake_pending_, started_, stopping_
+  std::mutex mu_;  // guards commands_, wake_pending_, started_, stopping_, exited_
   std::vector<Command> commands_;
   bool wake_pending_ = false;
   bool started_ = false;
   bool stopping_ = false;
+  bool exited_ = false;  // the bus thread has finished (stop() waits for it, within stop_grace)
+  std::condition_variable exited_cv_;
+
+  // The connection's socket while one is open, so that stop() can shut it down. The bus thread
+  // sets it after connecting and clears it, under the lock, before closing the descriptor, so
+  // stop() never touches a descriptor that was closed and perhaps reused.
+  std::mutex sock_mu_;
+  int sockfd_ = -1;
 
   Handler on_events_;
   ResyncHandler on_resync_;
