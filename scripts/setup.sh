@@ -13,7 +13,9 @@ packages=(
   python3 sqlite3 curl procps
 )
 if [ "${PARLEY_SETUP_SERVERS:-0}" = 1 ]; then
-  packages+=(postgresql rabbitmq-server haproxy prometheus chromium nodejs)
+  packages+=(postgresql rabbitmq-server haproxy prometheus chromium)
+  # Node.js for the browser tests: Debian's, unless the machine already has a node.
+  command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 
 missing=()

@@ -145,6 +145,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"argon2-memlimit-kib", "Argon2id memory in KiB (OWASP minimum 19456)", "19456", number(argon2_mem_kib, 8ul, 4ul << 20), {}},
       {"hash-threads", "threads that hash passwords", "2", number(t.hash_threads, 1u, 64u), {}},
       {"store-readers", "SQLite reader threads", "2", number(c.store_readers, 1u, 64u), {}},
+      {"store-pool", "PostgreSQL connections (writer and readers)", "4", number(c.store_pool, 2u, 256u), {}},
       {"log-level", "trace, debug, info, warn, error or off", c.log_level, text(c.log_level), {}},
       {"log-format", "text or json", c.log_format, text(c.log_format), {}},
   };

@@ -19,6 +19,7 @@ struct Config {
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   unsigned store_readers = 2;
+  unsigned store_pool = 4;
 };
 
 enum class ParseOutcome { run, exit_ok };

@@ -10,8 +10,10 @@
 
 #include "app/config.hpp"
 #include "bus/inproc/inproc_bus.hpp"
+#include "bus/rabbitmq/rabbitmq_bus.hpp"
 #include "metrics/metrics.hpp"
 #include "metrics/process.hpp"
+#include "store/postgres/postgres_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 #include "transport/node.hpp"
 #include "transport/server.hpp"
@@ -47,15 +49,27 @@ Result<std::unique_ptr<store::Store>, std::string> make_store(const app::Config&
     return std::unique_ptr<store::Store>(std::move(*s));
   }
   if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
-    return unexpected(std::string("--store: PostgreSQL is not supported by this build yet; use sqlite:PATH"));
+    store::PostgresOptions o;
+    o.url = url;
+    o.pool_size = c.store_pool;
+    auto s = store::PostgresStore::open(std::move(o), registry);
+    if (!s) return unexpected(s.error());
+    return std::unique_ptr<store::Store>(std::move(*s));
   }
   return unexpected("--store expects sqlite:PATH or postgresql://..., got '" + url + "'");
 }
 
-Result<std::unique_ptr<bus::Bus>, std::string> make_bus(const app::Config& c) {
+Result<std::unique_ptr<bus::Bus>, std::string> make_bus(const app::Config& c,
+                                                        metrics::Registry& registry) {
   if (c.bus == "inproc") return std::unique_ptr<bus::Bus>(std::make_unique<bus::InprocBus>());
   if (c.bus.rfind("amqp://", 0) == 0) {
-    return unexpected(std::string("--bus: AMQP is not supported by this build yet; use inproc"));
+    bus::RabbitmqOptions o;
+    o.url = c.bus;
+    o.node_id = c.transport.node_id;
+    o.metrics = &registry;
+    auto b = bus::RabbitmqBus::create(std::move(o));
+    if (!b) return unexpected("--bus: " + b.error());
+    return std::unique_ptr<bus::Bus>(std::move(*b));
   }
   return unexpected("--bus expects inproc or amqp://..., got '" + c.bus + "'");
 }
@@ -85,7 +99,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "parleyd: %s\n", store.error().c_str());
     return 1;
   }
-  auto bus = make_bus(config);
+  auto bus = make_bus(config, registry);
   if (!bus) {
     std::fprintf(stderr, "parleyd: %s\n", bus.error().c_str());
     return 1;
@@ -100,7 +114,7 @@ int main(int argc, char** argv) {
   server->start_accepting();
   spdlog::info("parleyd {} node {} listening on http://{}:{} (store {}, bus {}, {} I/O threads)",
                PARLEY_VERSION, config.transport.node_id, config.transport.host, server->port(),
-               config.store.substr(0, config.store.find('@') == std::string::npos ? config.store.size() : 0),
+               config.store.rfind("sqlite:", 0) == 0 ? config.store : std::string("postgresql"),
                config.bus.rfind("amqp", 0) == 0 ? "amqp" : config.bus, config.transport.threads);
 
   boost::asio::signal_set signals(node->shard(0).ioc(), SIGTERM, SIGINT);

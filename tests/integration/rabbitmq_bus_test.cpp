@@ -7,13 +7,14 @@
 //                            which run `rabbitmqctl -n NODE stop_app` and `... start_app`
 //                            (RabbitMQ stops inside a live Erlang node and comes back on the
 //                            same ports), and freeze the broker with SIGSTOP. rabbitmqctl must
-//                            reach that node: run the tests with the environment that
-//                            deploy/servers.sh gives the broker (ERL_EPMD_PORT above all; see
-//                            rabbit_env there, or `deploy/servers.sh ctl RUN_DIR ...`).
+//                            reach that node through epmd: the tests use ERL_EPMD_PORT, else
+//                            PARLEY_EPMD_PORT (what deploy/servers.sh gave epmd), else 24369
+//                            (its default). `deploy/servers.sh ctl RUN_DIR ARGS...` runs
+//                            rabbitmqctl the same way by hand.
 // To run by hand (the ports are examples):
 //   export PARLEY_AMQP_PORT=25682 PARLEY_AMQP_DIST_PORT=25683 PARLEY_EPMD_PORT=24379
 //   eval "$(deploy/servers.sh start /tmp/rmq rabbitmq | sed 's/^/export /')"
-//   ERL_EPMD_PORT=24379 ctest --test-dir build/<dir> -R RabbitmqBus --output-on-failure
+//   ctest --test-dir build/<dir> -R Rabbitmq --output-on-failure
 //   deploy/servers.sh stop /tmp/rmq
 //
 // Each test uses an exchange of its own (deleted at the end), so that tests running in parallel
@@ -703,8 +704,13 @@ class RabbitmqBusRestart : public RabbitmqBusTest {
   // Runs rabbitmqctl against the test broker; the output goes to the failure message.
   bool rabbitmqctl(const std::string& command, std::string* output = nullptr) {
     const std::string log = "/tmp/parley-rabbitmqctl-" + std::to_string(::getpid()) + ".log";
-    const std::string cmd =
-        "timeout 120 rabbitmqctl -n '" + node_ + "' " + command + " >'" + log + "' 2>&1";
+    // rabbitmqctl finds the node through epmd: ERL_EPMD_PORT if the caller set it, else the
+    // port deploy/servers.sh gave epmd (PARLEY_EPMD_PORT, 24369 by default).
+    std::string epmd = env("ERL_EPMD_PORT");
+    if (epmd.empty()) epmd = env("PARLEY_EPMD_PORT");
+    if (epmd.empty()) epmd = "24369";
+    const std::string cmd = "ERL_EPMD_PORT='" + epmd + "' timeout 120 rabbitmqctl -n '" + node_ +
+                            "' " + command + " >'" + log + "' 2>&1";
     const int rc = std::system(cmd.c_str());
     std::string out;
     if (FILE* f = std::fopen(log.c_str(), "r")) {
