@@ -2,6 +2,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <charconv>
 #include <chrono>
 #include <rapidjson/document.h>
 #include <sodium.h>
@@ -89,6 +90,7 @@ NodeMetrics::NodeMetrics(metrics::Registry& r)
       rejected_unavailable(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "unavailable"}})),
       rejected_other(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "other"}})),
       send_to_ack(r.histogram("parley_send_to_ack_seconds", "Time from a send request to its ack (commit included).", metrics::latency_buckets())),
+      delivery_latency(r.histogram("parley_delivery_latency_seconds", "Time from a message's commit to its hand-over to this node's sessions (includes the bus).", metrics::latency_buckets())),
       gap_repairs(r.counter("parley_gap_repairs_total", "Gaps in a room's seq filled from the store.")),
       slow_consumer_closes(r.counter("parley_slow_consumer_closes_total", "Connections closed 1008 because their write backlog passed the limit.")),
       cache_hits(r.counter("parley_recent_cache_hits_total", "Resume and history reads served by the recent-message cache.")),
@@ -411,6 +413,7 @@ void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
         // at least as far as what the shards have delivered.
         cache_.put(ev->room, {ev->seq, {}, {}, 0, {}, std::shared_ptr<const std::string>(ev, &ev->payload)});
         d.frame = make_text_frame(ev->payload);
+        observe_delivery_latency(ev->payload);
         break;
       case bus::EventKind::typing:
         d.frame = make_text_frame(ev->payload);
@@ -443,6 +446,21 @@ void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
   for (auto& s : shards_) {
     asio::post(s->ioc(), [shard = s.get(), deliveries] { shard->on_deliveries(*deliveries); });
   }
+}
+
+void Node::observe_delivery_latency(const std::string& payload) {
+  // The commit time is the frame's "ts" (unix ms, set by the store); reading it back with a scan
+  // costs far less than carrying another field through every bus adapter.
+  auto pos = payload.rfind(",\"ts\":");
+  if (pos == std::string::npos) return;
+  std::int64_t ts = 0;
+  const char* p = payload.data() + pos + 6;
+  auto [end, ec] = std::from_chars(p, payload.data() + payload.size(), ts);
+  if (ec != std::errc() || end == p) return;
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  metrics_.delivery_latency.observe(std::max<std::int64_t>(0, now - ts) / 1000.0);
 }
 
 void Node::on_bus_resync() {

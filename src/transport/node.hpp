@@ -69,6 +69,7 @@ struct NodeMetrics {
   metrics::Counter& rejected_unavailable;
   metrics::Counter& rejected_other;
   metrics::Histogram& send_to_ack;
+  metrics::Histogram& delivery_latency;
   metrics::Counter& gap_repairs;
   metrics::Counter& slow_consumer_closes;
   metrics::Counter& cache_hits;
@@ -133,6 +134,7 @@ class Node {
  private:
   void on_bus_events(std::vector<bus::EventPtr> batch);
   void on_bus_resync();
+  void observe_delivery_latency(const std::string& payload);
   // Node heartbeats and presence snapshots (see node.cpp). Runs on shard 0's thread.
   void heartbeat_tick();
   void publish_node_event(bool snapshot);

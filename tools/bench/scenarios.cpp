@@ -82,6 +82,23 @@ void sleep_until_ns(std::int64_t t) {
   }
 }
 
+// The machine's load when the run started (the box is shared: say how quiet it was).
+std::string loadavg() {
+  std::FILE* f = std::fopen("/proc/loadavg", "r");
+  if (!f) return {};
+  char buf[128] = {};
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  std::string s(buf, n);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+json machine_json(const std::string& load_at_start) {
+  return json{{"nproc", std::thread::hardware_concurrency()}, {"loadavg_at_start", load_at_start},
+              {"loadavg_at_end", loadavg()}};
+}
+
 double ms(std::uint64_t ns) { return static_cast<double>(ns) / 1e6; }
 double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
 
@@ -139,10 +156,10 @@ bool open_all(Engine& e, const char* what, bool quiet, json* report = nullptr) {
                  static_cast<unsigned long long>(st.opened), what, s,
                  st.failed ? (" (" + std::to_string(st.failed) + " failed)").c_str() : "");
   }
-  if (report) {
-    (*report)["opened"] = st.opened;
-    (*report)["failed"] = st.failed;
-    (*report)["seconds"] = round3(s);
+  if (report) {  // summed over the opening phases
+    (*report)["opened"] = report->value("opened", std::uint64_t{0}) + st.opened;
+    (*report)["failed"] = report->value("failed", std::uint64_t{0}) + st.failed;
+    (*report)["seconds"] = round3(report->value("seconds", 0.0) + s);
   }
   if (st.failed > 0) {
     std::fprintf(stderr, "parley-bench: %llu connections failed to open; first error: %s\n",
@@ -208,6 +225,7 @@ json trial_json(const Trial& t, bool ingest) {
 }  // namespace
 
 int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOptions t) {
+  const std::string load0 = loadavg();
   const bool ingest = scenario == "ingest";
   Layout L;
   if (scenario == "fanout") {
@@ -274,7 +292,7 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
       }
     }
     const char* what = phase == 0 ? "room-creating" : phase == 1 ? "joining" : "further";
-    if (!open_all(engine, what, c.quiet, phase == 2 ? &open_report : nullptr)) return 1;
+    if (!open_all(engine, what, c.quiet, &open_report)) return 1;
   }
 
   auto run_trial = [&](double rate, std::uint32_t trial_no) {
@@ -419,6 +437,7 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
   }
   j["cleanup"] = cleanup;
   j["note"] = kRateLimitNote;
+  j["machine"] = machine_json(load0);
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
   return 0;
@@ -428,6 +447,7 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
 // Idle
 
 int run_idle(const CommonOptions& c, IdleOptions o) {
+  const std::string load0 = loadavg();
   Env env = make_env(c);
   const unsigned users = o.users ? o.users : std::min(o.connections, 1000u);
   auto tokens = ensure_users(env.users, users);
@@ -518,6 +538,7 @@ int run_idle(const CommonOptions& c, IdleOptions o) {
                  {"idle_cpu_pct", round3(idle_cpu_pct)},
                  {"generator_cpu_s", round3(gen_b - gen_a)},
                  {"server_ok", base.ok && a.ok && b.ok}};
+  j["machine"] = machine_json(load0);
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
   return ost.opened > 0 ? 0 : 1;
@@ -527,6 +548,7 @@ int run_idle(const CommonOptions& c, IdleOptions o) {
 // Connect
 
 int run_connect(const CommonOptions& c, ConnectOptions o) {
+  const std::string load0 = loadavg();
   Env env = make_env(c);
   auto tokens = ensure_users(env.users, std::max(1u, o.users));
   EngineOptions eo;
@@ -588,6 +610,7 @@ int run_connect(const CommonOptions& c, ConnectOptions o) {
                  {"server", server_json(a, b, c.duration_s)}};
   if (st.handshakes_in_window) j["result"]["server"]["cpu_us_per_connection"] = round3(cpu / static_cast<double>(st.handshakes_in_window) * 1e6);
   if (!st.first_error.empty()) j["result"]["first_error"] = st.first_error;
+  j["machine"] = machine_json(load0);
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
   return st.handshakes > 0 ? 0 : 1;
