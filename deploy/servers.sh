@@ -19,7 +19,8 @@ amqp_port=${PARLEY_AMQP_PORT:-25672}
 dist_port=${PARLEY_AMQP_DIST_PORT:-25673}
 epmd_port=${PARLEY_EPMD_PORT:-24369}
 pg_bin=/usr/lib/postgresql/15/bin
-rabbit_node=parley-$(basename "$run")@localhost
+# Erlang short node names allow letters, digits, - and _ only.
+rabbit_node=parley-$(basename "$run" | tr -c "a-zA-Z0-9_\n" "-")@localhost
 
 start_postgres() {
   local dir=$run/postgres
@@ -37,6 +38,10 @@ start_postgres() {
     runuser -u postgres -- psql -h 127.0.0.1 -p "$pg_port" -U parley -d postgres -q \
       -c "CREATE DATABASE parley" >/dev/null
   echo "PARLEY_TEST_PG_URL=postgresql://parley@127.0.0.1:$pg_port/parley"
+  # The store's restart test stops and starts this server with pg_ctl: its data directory and
+  # start options (the same as above; the value has spaces: split on the first '=' only).
+  echo "PARLEY_TEST_PG_DATA=$dir/data"
+  echo "PARLEY_TEST_PG_OPTS=-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on"
 }
 
 stop_postgres() {

@@ -27,6 +27,7 @@ import { api, ConnState, ParleyClient } from './protocol.js';
 
 const HISTORY_PAGE = 50; // messages per "load older" page
 const GAP_FILL_MAX = 200; // the protocol's maximum history limit
+const CATCH_UP_GAP = 1000; // a room this far behind is paged over HTTP before the resume
 const TYPING_SEND_EVERY_MS = 3000; // send `typing` at most this often
 const TYPING_SHOW_MS = 4000; // show "x is typing" this long after the last `typing`
 const MAX_BODY_CODE_POINTS = 4000;
@@ -120,23 +121,13 @@ function newClientMsgId() {
 }
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const dayTimeFmt = new Intl.DateTimeFormat(undefined, {
-  month: 'short',
-  day: 'numeric',
-  hour: '2-digit',
-  minute: '2-digit',
-});
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
 
+/** Time of day (the day is shown by the separators), full date and ISO form of a unix-ms ts. */
 function formatTs(ts) {
-  if (!Number.isFinite(ts)) return { short: '', full: '', iso: undefined };
+  if (!Number.isFinite(ts)) return { time: '', full: '', iso: undefined };
   const d = new Date(ts);
-  const today = new Date().toDateString() === d.toDateString();
-  return {
-    short: (today ? timeFmt : dayTimeFmt).format(d),
-    full: fullFmt.format(d),
-    iso: d.toISOString(),
-  };
+  return { time: timeFmt.format(d), full: fullFmt.format(d), iso: d.toISOString() };
 }
 
 /** Path segment for a room name; ':' (DM rooms) is a legal path character and stays as is. */
@@ -174,6 +165,8 @@ function makeRoom(name, kind) {
     loadingOlder: false,
     gapFilling: false,
     typers: new Map(), // user -> time (ms) until which they count as typing
+    people: new Set(), // other users seen in this room (authors, typists): shown with presence
+    newAfter: null, // while open: the read marker when it was opened ("new messages" line)
     addedAt: performance.now(),
   };
 }
@@ -185,6 +178,9 @@ const state = {
   savedCursors: {}, // cursors as last persisted (includes rooms not loaded yet)
   active: null, // name of the open room
   presence: new Map(), // user -> 'online' | 'offline'
+  watched: new Set(), // users named in a `watch` on the current socket
+  synced: false, // has the current socket sent `synced`?
+  catchUp: false, // page gaps over HTTP before the next auth (after a "slow consumer" close)
   outbox: new Map(), // client_msg_id -> entry, in send order
   outboxOrder: 0,
   sendPausedUntil: 0, // set by rate_limited
@@ -347,7 +343,10 @@ function startSession(session) {
     authFrame: () => ({ type: 'auth', token: session.token, cursors: currentCursors() }),
     // Before each attempt: learn the room list, so that rooms we have no cursor for yet get
     // one (their last_seq) and are replayed from there on the next disconnect.
-    prepare: () => refreshRooms({ beforeConnect: true }),
+    prepare: async () => {
+      await refreshRooms({ beforeConnect: true });
+      await catchUpRooms();
+    },
   });
   state.client = client;
   client
@@ -399,13 +398,21 @@ async function logout() {
 }
 
 function onWelcome() {
+  state.synced = false;
   // `watch` lasts as long as the socket: renew it on every connection.
-  const peers = [...state.rooms.values()].filter((r) => r.kind === 'dm').map((r) => dmPeer(r.name));
-  watchPeers(peers);
+  state.watched.clear();
+  const users = [];
+  for (const r of state.rooms.values()) {
+    if (r.kind === 'dm') users.push(dmPeer(r.name));
+    users.push(...r.people);
+  }
+  watchPeers(users);
   markDirty('header');
 }
 
 function onSynced() {
+  state.synced = true;
+  state.catchUp = false;
   if (!state.roomsListOk) refreshRoomsSoon();
   // Holes noticed while offline (should not happen) are repaired now.
   for (const room of state.rooms.values()) if (hasGap(room)) fillGap(room);
@@ -413,9 +420,14 @@ function onSynced() {
   scheduleRead();
 }
 
-function onDisconnected() {
+function onDisconnected({ code, reason } = {}) {
+  // A resume whose replay did not fit the server's write queue: page the gaps over HTTP
+  // before the next attempt (docs/protocol.md, "How to resume correctly", step 7).
+  if (code === 1008 && reason === 'slow consumer' && !state.synced) state.catchUp = true;
+  state.synced = false;
   // Presence and typing are only valid while connected.
   state.presence.clear();
+  state.watched.clear();
   for (const room of state.rooms.values()) room.typers.clear();
   for (const e of state.outbox.values()) e.inFlight = false;
   markDirty('rooms');
@@ -540,6 +552,36 @@ async function refreshRooms({ beforeConnect = false } = {}) {
   restoreActiveRoom();
 }
 
+/**
+ * Pages messages after the cursor over HTTP, for rooms whose gap is too large to replay in one
+ * go (the server closes such a resume with 1008 "slow consumer" before `synced`), or for every
+ * room with a gap after such a close. Bounded: what is left is replayed by the resume.
+ */
+async function catchUpRooms() {
+  const session = state.session;
+  if (!session) return;
+  const all = state.catchUp;
+  const deadline = performance.now() + 8000;
+  for (const room of [...state.rooms.values()]) {
+    const last = room.server ? room.server.last_seq : room.lastSeq;
+    if (!isSeq(room.cursor) || last <= room.cursor) continue;
+    if (!all && last - room.cursor < CATCH_UP_GAP) continue;
+    while (room.cursor < last && performance.now() < deadline) {
+      const before = room.cursor + 1 + GAP_FILL_MAX;
+      const res = await api(
+        'GET',
+        `/api/v1/rooms/${roomPath(room.name)}/messages?before=${before}&limit=${GAP_FILL_MAX}`,
+        { token: session.token },
+      );
+      if (session !== state.session || !Array.isArray(res.messages)) return;
+      const cursorBefore = room.cursor;
+      ingestHistory(room.name, res.messages);
+      if (room.cursor === cursorBefore) break; // nothing usable: let the resume do it
+      if (res.messages.length < GAP_FILL_MAX) break;
+    }
+  }
+}
+
 function refreshRoomsSoon() {
   if (state.timers.refreshRooms) return; // one is coming already
   setTimer(
@@ -588,9 +630,22 @@ function removeRoom(name) {
 
 /** Asks for presence of users (DM peers). Renewed on every welcome. */
 function watchPeers(users) {
-  const list = [...new Set(users.filter((u) => typeof u === 'string' && u))];
-  if (list.length && state.client && state.client.canSend)
-    state.client.send({ type: 'watch', users: list });
+  if (!state.client || !state.client.canSend) return; // renewed at the next welcome
+  const list = [
+    ...new Set(users.filter((u) => typeof u === 'string' && u && u !== me() && !state.watched.has(u))),
+  ];
+  for (let i = 0; i < list.length; i += 1000) {
+    const chunk = list.slice(i, i + 1000); // the server's per-frame limit
+    if (state.client.send({ type: 'watch', users: chunk })) for (const u of chunk) state.watched.add(u);
+  }
+}
+
+/** Notes a user seen in a room (author, typist): shown in its header with a presence dot. */
+function notePerson(room, user) {
+  if (typeof user !== 'string' || !user || user === me() || room.people.has(user)) return;
+  room.people.add(user);
+  watchPeers([user]);
+  if (room.name === state.active) markDirty('header');
 }
 
 function offerInvitation(roomName, by) {
@@ -694,6 +749,7 @@ function ingestMessage(m, streamed) {
   room.lastSeq = Math.max(room.lastSeq, msg.seq);
   advanceCursor(room);
   if (room.typers.delete(msg.from)) markDirty('typing');
+  notePerson(room, msg.from);
   if (room.name === state.active) {
     queueInsert(msg);
     scheduleRead();
@@ -829,7 +885,11 @@ function sendMessage(roomName, body) {
   const e = newOutboxEntry(roomName, body, newClientMsgId(), state.outboxOrder, now);
   state.outbox.set(e.client_msg_id, e);
   persistOutboxEntry(e);
+  // The others stop showing us as typing when the message arrives: the next keystroke of a
+  // new message must tell them again at once.
+  state.lastTypingSentAt = 0;
   markDirty('pending');
+  markDirty('conn');
   pumpOutbox();
 }
 
@@ -979,6 +1039,7 @@ function onTyping(f) {
   const room = state.rooms.get(f.room);
   if (!room) return;
   room.typers.set(f.user, Date.now() + TYPING_SHOW_MS);
+  notePerson(room, f.user);
   if (room.name === state.active) {
     markDirty('typing');
     setTimer('typingExpiry', () => markDirty('typing'), TYPING_SHOW_MS + 50);
@@ -1003,11 +1064,27 @@ function flushRead() {
   sendRead();
 }
 
-/** Marks the newest message shown in the open room as read, if the page is visible. */
+/**
+ * The newest message the user can see in the open room: the newest held when the view is
+ * scrolled to the bottom, otherwise the last message whose top is inside the viewport.
+ */
+function newestVisibleSeq(room) {
+  const sc = ui.scroller;
+  if (sc.scrollHeight - sc.scrollTop - sc.clientHeight < NEAR_BOTTOM_PX) return room.maxHeld;
+  const bottom = sc.scrollTop + sc.clientHeight;
+  const items = ui.messageList.children;
+  for (let i = items.length - 1; i >= 0; i--) {
+    const li = items[i];
+    if (li.dataset.seq && li.offsetTop + 16 <= bottom) return Number(li.dataset.seq);
+  }
+  return 0;
+}
+
+/** Marks what the user has seen in the open room as read, if the page is visible. */
 function sendRead() {
   const room = activeRoom();
   if (!room || document.visibilityState !== 'visible' || !ui.roomView.offsetParent) return;
-  const newest = room.maxHeld;
+  const newest = newestVisibleSeq(room);
   if (!newest || newest <= room.readSeq) return;
   if (!state.client || !state.client.send({ type: 'read', room: room.name, seq: newest })) return;
   room.readSeq = newest;
@@ -1041,6 +1118,7 @@ const dirty = {
   pending: false,
   view: false,
   messages: false,
+  conn: false,
 };
 let inserts = []; // messages to add to the open room's list
 
@@ -1068,15 +1146,28 @@ function flushRender() {
   } else if (batch.length || d.pending) {
     withScrollAnchor(() => {
       for (const m of batch) insertMessageEl(m);
+      if (batch.length) decorateMessages();
       if (d.pending) renderPending();
     });
   }
   if (d.typing || d.view) renderTyping();
+  if (d.conn || d.pending) renderConnState();
 }
 
-function renderConnState(s) {
+/** The connection pill: state, plus how many messages wait to be sent while not online. */
+function renderConnState() {
+  const s = state.client ? state.client.state : ConnState.IDLE;
   ui.conn.dataset.state = s;
-  ui.conn.textContent = CONN_TEXT[s] || s;
+  let text = CONN_TEXT[s] || s;
+  if (s !== ConnState.ONLINE && state.session) {
+    const waiting = [...state.outbox.values()].filter((e) => e.state !== 'failed').length;
+    if (waiting) text += ` · ${waiting} unsent`;
+  }
+  ui.conn.textContent = text;
+  ui.conn.title =
+    s === ConnState.ONLINE
+      ? 'Connected: messages arrive live.'
+      : 'Not connected: messages you write are kept and sent when the connection is back.';
 }
 
 function presenceDot(user, testId = 'presence-dot') {
@@ -1087,16 +1178,23 @@ function presenceDot(user, testId = 'presence-dot') {
     'data-user': user,
     'data-status': status,
     title: `${user} is ${status === 'unknown' ? '…' : status}`,
+    role: 'img',
+    'aria-label': `${user}: ${status === 'unknown' ? 'presence unknown' : status}`,
+  });
+}
+
+/** Rooms in the order the list shows them: rooms first, then direct messages, by name. */
+function sortedRooms() {
+  return [...state.rooms.values()].sort((a, b) => {
+    const da = a.kind === 'dm' ? 1 : 0;
+    const db = b.kind === 'dm' ? 1 : 0;
+    return da - db || roomLabel(a).localeCompare(roomLabel(b));
   });
 }
 
 /** The room list, updated in place (existing buttons are reused, so focus survives). */
 function renderRoomList() {
-  const rooms = [...state.rooms.values()].sort((a, b) => {
-    const da = a.kind === 'dm' ? 1 : 0;
-    const db = b.kind === 'dm' ? 1 : 0;
-    return da - db || roomLabel(a).localeCompare(roomLabel(b));
-  });
+  const rooms = sortedRooms();
   const existing = new Map([...ui.roomList.children].map((li) => [li.dataset.room, li]));
   rooms.forEach((room, i) => {
     let li = existing.get(room.name);
@@ -1109,7 +1207,7 @@ function renderRoomList() {
         'data-testid': 'room-item',
         'data-room': room.name,
       });
-      btn.addEventListener('click', () => openRoom(room.name));
+      btn.addEventListener('click', () => openRoom(room.name, { focus: true }));
       li.append(btn);
     }
     const btn = li.firstElementChild;
@@ -1119,8 +1217,15 @@ function renderRoomList() {
     btn.dataset.unread = String(unread);
     btn.classList.toggle('active', room.name === state.active);
     btn.classList.toggle('has-unread', unread > 0);
+    li.classList.toggle('dm-start', room.kind === 'dm' && (i === 0 || rooms[i - 1].kind !== 'dm'));
     if (room.name === state.active) btn.setAttribute('aria-current', 'true');
     else btn.removeAttribute('aria-current');
+    btn.setAttribute(
+      'aria-label',
+      `${room.kind === 'dm' ? 'Direct message with ' : ''}${roomLabel(room)}${
+        unread ? `, ${unread} unread` : ''
+      }`,
+    );
     const peer = room.kind === 'dm' ? dmPeer(room.name) : null;
     const icon = peer
       ? presenceDot(peer)
@@ -1150,6 +1255,8 @@ function renderRoomList() {
   document.title = total ? `(${total}) Parley` : 'Parley';
 }
 
+const PEOPLE_SHOWN = 8;
+
 function renderHeader() {
   const room = activeRoom();
   ui.noRoom.hidden = Boolean(room);
@@ -1173,6 +1280,26 @@ function renderHeader() {
     const s = state.presence.get(peer);
     ui.roomPresence.append(h('span', { class: 'presence-text', text: s || '' }));
   }
+  // Other people seen in the room (the server has no member list): online first.
+  const people = peer
+    ? []
+    : [...room.people].sort((a, b) => {
+        const oa = state.presence.get(a) === 'online' ? 0 : 1;
+        const ob = state.presence.get(b) === 'online' ? 0 : 1;
+        return oa - ob || a.localeCompare(b);
+      });
+  ui.roomPeople.replaceChildren(
+    ...people.slice(0, PEOPLE_SHOWN).map((u) => {
+      const status = state.presence.get(u) || 'unknown';
+      return h('span', { class: 'person', 'data-testid': 'person', 'data-user': u, 'data-status': status }, [
+        presenceDot(u, 'person-dot'),
+        h('span', { class: 'person-name', text: u }),
+      ]);
+    }),
+    ...(people.length > PEOPLE_SHOWN
+      ? [h('span', { class: 'person more', text: `+${people.length - PEOPLE_SHOWN}` })]
+      : []),
+  );
   ui.invitePanel.hidden = room.kind !== 'private';
   ui.loadOlder.hidden = !room.hasOlder;
   ui.loadOlder.disabled = room.loadingOlder;
@@ -1182,6 +1309,8 @@ function renderHeader() {
     room.kind === 'dm'
       ? `This is the start of your conversation with ${peer}.`
       : `This is the start of ${room.name}.`;
+  ui.composerInput.placeholder =
+    room.kind === 'dm' ? `Message ${peer}` : `Message ${room.kind === 'private' ? '🔒' : '#'}${room.name}`;
 }
 
 function renderTyping() {
@@ -1205,6 +1334,88 @@ function renderTyping() {
   }
 }
 
+// ---- message elements ------------------------------------------------------------------------
+
+// http(s) URLs in message text. Everything else stays text; a match becomes a link only if it
+// parses as an http: or https: URL, and its text is the original characters.
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+const TRAILING_PUNCT_RE = /[.,;:!?'"*_~]+$/;
+
+/** Message text as nodes: Text nodes, and <a> for http(s) links. Never parses HTML. */
+function richText(text) {
+  const out = [];
+  let last = 0;
+  for (const match of text.matchAll(URL_RE)) {
+    let raw = match[0];
+    // Trailing punctuation belongs to the sentence, an unbalanced ')' to the parentheses.
+    for (;;) {
+      const trimmed = raw.replace(TRAILING_PUNCT_RE, '');
+      if (trimmed !== raw) {
+        raw = trimmed;
+        continue;
+      }
+      if (raw.endsWith(')') && (raw.match(/\(/g) || []).length < (raw.match(/\)/g) || []).length) {
+        raw = raw.slice(0, -1);
+        continue;
+      }
+      break;
+    }
+    let url = null;
+    try {
+      url = new URL(raw);
+    } catch {
+      url = null;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.host) continue;
+    if (match.index > last) out.push(text.slice(last, match.index));
+    const a = document.createElement('a');
+    a.href = url.href;
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer nofollow';
+    a.textContent = raw;
+    out.push(a);
+    last = match.index + raw.length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+/** A stable colour for a user name (avatar background). */
+function hue(name) {
+  let x = 0;
+  for (const ch of name) x = (x * 31 + ch.codePointAt(0)) % 360;
+  return x;
+}
+
+function avatar(name) {
+  const first = [...name][0] || '?';
+  return h('span', {
+    class: 'avatar',
+    'aria-hidden': 'true',
+    style: `--hue:${hue(name)}`,
+    text: first.toUpperCase(),
+  });
+}
+
+/** Local calendar day of a timestamp, as a sortable key. */
+function dayKey(ts) {
+  if (!Number.isFinite(ts)) return '';
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
+const dayYearFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full' });
+
+function dayLabel(ts) {
+  const d = new Date(ts);
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (d.toDateString() === today.toDateString()) return 'Today';
+  if (d.toDateString() === yesterday.toDateString()) return 'Yesterday';
+  return (d.getFullYear() === today.getFullYear() ? dayFmt : dayYearFmt).format(d);
+}
+
 function messageEl(m) {
   const own = m.from === me();
   const t = formatTs(m.ts);
@@ -1216,17 +1427,19 @@ function messageEl(m) {
       'data-seq': m.seq,
       'data-from': m.from,
       'data-own': own ? 'true' : 'false',
+      'data-day': dayKey(m.ts),
+      'data-ts': Number.isFinite(m.ts) ? m.ts : '',
     },
     [
-      h('div', { class: 'meta' }, [
-        h('span', {
-          class: 'from',
-          'data-testid': 'message-from',
-          text: own ? `${m.from} (you)` : m.from,
-        }),
-        h('time', { datetime: t.iso, title: t.full, text: t.short }),
+      avatar(m.from),
+      h('div', { class: 'bubble' }, [
+        h('div', { class: 'meta' }, [
+          h('span', { class: 'from', 'data-testid': 'message-from', text: m.from }),
+          own ? h('span', { class: 'you', text: 'you' }) : null,
+          h('time', { datetime: t.iso, title: t.full, text: t.time }),
+        ]),
+        h('div', { class: 'body', 'data-testid': 'message-body', title: t.time }, richText(m.body)),
       ]),
-      h('div', { class: 'body', 'data-testid': 'message-body', text: m.body }),
     ],
   );
 }
@@ -1244,6 +1457,14 @@ function pendingEl(e) {
     'data-testid': 'message-status',
     text: e.state === 'failed' && e.error ? `not sent: ${e.error}` : PENDING_TEXT[e.state],
   });
+  const bubble = h('div', { class: 'bubble' }, [
+    h('div', { class: 'meta' }, [
+      h('span', { class: 'from', text: me() }),
+      h('span', { class: 'you', text: 'you' }),
+      status,
+    ]),
+    h('div', { class: 'body', 'data-testid': 'pending-body' }, richText(e.body)),
+  ]);
   const li = h(
     'li',
     {
@@ -1253,10 +1474,7 @@ function pendingEl(e) {
       'data-state': e.state,
       'data-own': 'true',
     },
-    [
-      h('div', { class: 'meta' }, [h('span', { class: 'from', text: `${me()} (you)` }), status]),
-      h('div', { class: 'body', 'data-testid': 'pending-body', text: e.body }),
-    ],
+    [avatar(me()), bubble],
   );
   if (e.state === 'failed') {
     const retry = h('button', {
@@ -1273,7 +1491,7 @@ function pendingEl(e) {
     });
     retry.addEventListener('click', () => retryFailed(e.client_msg_id));
     discard.addEventListener('click', () => discardFailed(e.client_msg_id));
-    li.append(h('div', { class: 'actions' }, [retry, discard]));
+    bubble.append(h('div', { class: 'actions' }, [retry, discard]));
   }
   return li;
 }
@@ -1283,9 +1501,61 @@ function insertMessageEl(m) {
   if (m.room !== state.active) return;
   const list = ui.messageList;
   let prev = list.lastElementChild;
-  while (prev && Number(prev.dataset.seq) > m.seq) prev = prev.previousElementSibling;
+  while (prev && (!prev.dataset.seq || Number(prev.dataset.seq) > m.seq))
+    prev = prev.previousElementSibling;
   if (prev && Number(prev.dataset.seq) === m.seq) return; // already shown
   list.insertBefore(messageEl(m), prev ? prev.nextElementSibling : list.firstElementChild);
+}
+
+const GROUP_MS = 5 * 60 * 1000; // consecutive messages of one author this close form a group
+
+/**
+ * Separators and grouping, recomputed over the list after every change: a day separator
+ * before the first message of each day, a "new messages" line before the first message from
+ * someone else after the read marker the room had when it was opened, and consecutive
+ * messages of one author (same day, within 5 minutes) drawn as one group.
+ */
+function decorateMessages() {
+  const room = activeRoom();
+  const list = ui.messageList;
+  for (const el of [...list.children]) if (!el.dataset.seq) el.remove();
+  let prevDay = null;
+  let prevFrom = null;
+  let prevTs = 0;
+  let newShown = false;
+  for (const el of [...list.children]) {
+    const day = el.dataset.day;
+    const ts = Number(el.dataset.ts);
+    if (day && day !== prevDay) {
+      list.insertBefore(
+        h('li', { class: 'sep day', 'data-testid': 'day-separator', 'data-day': day, role: 'separator' }, [
+          h('span', { text: dayLabel(ts) }),
+        ]),
+        el,
+      );
+      prevFrom = null;
+    }
+    if (
+      !newShown &&
+      room &&
+      room.newAfter !== null &&
+      Number(el.dataset.seq) > room.newAfter &&
+      el.dataset.own === 'false'
+    ) {
+      list.insertBefore(
+        h('li', { class: 'sep new', 'data-testid': 'new-divider', role: 'separator' }, [
+          h('span', { text: 'New messages' }),
+        ]),
+        el,
+      );
+      newShown = true;
+      prevFrom = null;
+    }
+    el.classList.toggle('cont', el.dataset.from === prevFrom && ts - prevTs < GROUP_MS);
+    prevDay = day || prevDay;
+    prevFrom = el.dataset.from;
+    prevTs = ts;
+  }
 }
 
 function renderPending() {
@@ -1304,8 +1574,12 @@ function renderView() {
   for (const seq of [...room.messages.keys()].sort((a, b) => a - b))
     frag.append(messageEl(room.messages.get(seq)));
   ui.messageList.append(frag);
+  decorateMessages();
   renderPending();
+  // Open at the "new messages" line if it is not on the first screen, else at the bottom.
+  const line = ui.messageList.querySelector('[data-testid="new-divider"]');
   ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  if (line && line.offsetTop < ui.scroller.scrollTop) ui.scroller.scrollTop = line.offsetTop - 8;
 }
 
 /**
@@ -1320,7 +1594,7 @@ function withScrollAnchor(mutate, { forceBottom = false } = {}) {
   let offset = 0;
   if (!atBottom) {
     for (const li of ui.messageList.children) {
-      if (li.offsetTop + li.offsetHeight > sc.scrollTop) {
+      if (li.dataset.seq && li.offsetTop + li.offsetHeight > sc.scrollTop) {
         anchor = li;
         offset = li.offsetTop - sc.scrollTop;
         break;
@@ -1332,10 +1606,15 @@ function withScrollAnchor(mutate, { forceBottom = false } = {}) {
   else if (anchor && anchor.isConnected) sc.scrollTop = anchor.offsetTop - offset;
 }
 
-function openRoom(name) {
+function openRoom(name, { focus = false } = {}) {
   const room = state.rooms.get(name);
   if (!room) return;
-  flushRead();
+  if (state.active !== name) {
+    flushRead();
+    const old = activeRoom();
+    if (old) old.newAfter = null;
+    room.newAfter = unreadCount(room) > 0 ? room.readSeq : null;
+  }
   state.active = name;
   state.lastTypingSentAt = 0;
   try {
@@ -1348,11 +1627,17 @@ function openRoom(name) {
   markDirty('rooms');
   if (room.messages.size < HISTORY_PAGE) loadOlder(room);
   scheduleRead();
-  if (window.matchMedia('(min-width: 721px)').matches) ui.composerInput.focus();
+  // On a phone the keyboard would cover the room: focus the composer only on wide screens or
+  // when the user picked the room with the keyboard.
+  if (focus || window.matchMedia('(min-width: 721px)').matches) ui.composerInput.focus();
 }
 
 function closeRoom() {
-  if (state.rooms.has(state.active)) flushRead();
+  const room = activeRoom();
+  if (room) {
+    flushRead();
+    room.newAfter = null;
+  }
   state.active = null;
   try {
     sessionStorage.removeItem(activeRoomKey(me()));
@@ -1419,6 +1704,31 @@ function showApp() {
   markDirty('rooms');
 }
 
+// ---- theme -------------------------------------------------------------------------------------
+
+const THEME_KEY = 'parley.theme';
+const THEMES = ['auto', 'light', 'dark'];
+const THEME_TEXT = { auto: '◐', light: '☀', dark: '☾' };
+
+function applyTheme(theme) {
+  const t = THEMES.includes(theme) ? theme : 'auto';
+  if (t === 'auto') delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = t;
+  for (const b of document.querySelectorAll('[data-testid="theme-toggle"]')) {
+    b.textContent = THEME_TEXT[t];
+    b.dataset.theme = t;
+    b.title = `Theme: ${t} (click to change)`;
+    b.setAttribute('aria-label', `Theme: ${t}`);
+  }
+}
+
+function cycleTheme() {
+  const cur = storage.get(THEME_KEY) || 'auto';
+  const next = THEMES[(THEMES.indexOf(cur) + 1) % THEMES.length];
+  storage.set(THEME_KEY, next);
+  applyTheme(next);
+}
+
 // ---------------------------------------------------------------------------------------------
 // DOM wiring
 // ---------------------------------------------------------------------------------------------
@@ -1451,6 +1761,7 @@ function bindUi() {
     roomTitle: 'room-title',
     roomKind: 'room-kind',
     roomPresence: 'room-presence',
+    roomPeople: 'room-people',
     invitePanel: 'invite-panel',
     inviteForm: 'invite-form',
     inviteUser: 'invite-user',
@@ -1582,6 +1893,7 @@ function bindUi() {
 
   ui.scroller.addEventListener('scroll', () => {
     if (ui.scroller.scrollTop < NEAR_TOP_PX) maybeLoadOlder();
+    scheduleRead(); // read markers follow what the user scrolls past
   });
   ui.loadOlder.addEventListener('click', () => {
     const room = activeRoom();
@@ -1589,6 +1901,52 @@ function bindUi() {
   });
 
   ui.noticeClose.addEventListener('click', () => (ui.notice.hidden = true));
+
+  for (const b of document.querySelectorAll('[data-testid="theme-toggle"]'))
+    b.addEventListener('click', cycleTheme);
+
+  // Keyboard: Alt+↑ / Alt+↓ move between rooms, Escape closes what is open (a panel, the
+  // notice, or — at phone width — the room).
+  document.addEventListener('keydown', (ev) => {
+    if (!state.session) return;
+    if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === 'ArrowUp' || ev.key === 'ArrowDown')) {
+      const rooms = sortedRooms();
+      if (!rooms.length) return;
+      ev.preventDefault();
+      const i = rooms.findIndex((r) => r.name === state.active);
+      const step = ev.key === 'ArrowUp' ? -1 : 1;
+      const next = i < 0 ? (step > 0 ? 0 : rooms.length - 1) : (i + step + rooms.length) % rooms.length;
+      openRoom(rooms[next].name, { focus: true });
+      return;
+    }
+    if (ev.key === 'Escape') {
+      const open = [...document.querySelectorAll('details[open]')];
+      if (open.length) {
+        for (const d of open) d.open = false;
+        const summary = open[0].querySelector('summary');
+        if (summary) summary.focus();
+      } else if (!ui.notice.hidden) {
+        ui.notice.hidden = true;
+      } else if (state.active && window.matchMedia('(max-width: 720px)').matches) {
+        const name = state.active;
+        closeRoom();
+        const btn = ui.roomList.querySelector(`[data-testid="room-item"][data-room="${CSS.escape(name)}"]`);
+        if (btn) setTimeout(() => btn.focus(), 0);
+      } else {
+        return;
+      }
+      ev.preventDefault();
+    }
+  });
+  // Opening one panel of the sidebar closes the others and focuses its first field.
+  for (const d of document.querySelectorAll('details')) {
+    d.addEventListener('toggle', () => {
+      if (!d.open) return;
+      for (const other of document.querySelectorAll('details[open]')) if (other !== d) other.open = false;
+      const field = d.querySelector('input, select');
+      if (field) field.focus();
+    });
+  }
 
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') {
@@ -1609,6 +1967,7 @@ function bindUi() {
 
 /** Entry point: resume a stored session or show the login form. */
 function main() {
+  applyTheme(storage.get(THEME_KEY));
   bindUi();
   const saved = storage.get(SESSION_KEY);
   const valid =

@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "bus/inproc/inproc_bus.hpp"
 #include "fuzz_check.hpp"
 #include "metrics/metrics.hpp"
@@ -141,6 +143,7 @@ void shutdown_world() {
 
 World& world() {
   static World* w = [] {
+    spdlog::set_level(spdlog::level::err);
     auto* w = new World;
     const char* tmp = std::getenv("TMPDIR");
     std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/parley-fuzz-store-XXXXXX";
@@ -404,7 +407,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (const auto& s : *got) {
           FUZZ_CHECK(m.member(s.room, user), "list_rooms lists a room of which " + user + " is not a member");
           FUZZ_CHECK(s.last_seq == m.rooms[s.room].size(), "list_rooms last_seq of " + s.room);
-          FUZZ_CHECK(s.read_seq == m.read[{s.room, user}], "list_rooms read_seq of " + s.room);
+          FUZZ_CHECK((s.read_seq == m.read[{s.room, user}]), "list_rooms read_seq of " + s.room);
         }
         break;
       }

@@ -16,6 +16,7 @@
 // between fragments, a close at the end); they are framed with make_client_frame, fed in random
 // pieces, and the parser must return exactly those messages, or 1009 for one over the limit.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <random>

@@ -320,6 +320,10 @@ class PgServer {
 
 enum class Adapter { sqlite, postgres };
 
+void PrintTo(Adapter a, std::ostream* os) {
+  *os << (a == Adapter::sqlite ? "sqlite" : "postgres");
+}
+
 std::string adapter_name(const ::testing::TestParamInfo<Adapter>& info) {
   return info.param == Adapter::sqlite ? "sqlite" : "postgres";
 }

@@ -104,21 +104,22 @@ void ServerProcess::spawn() {
   if (::access(binary.c_str(), X_OK) != 0) {
     throw ServerStartError("parleyd binary " + binary + " is not executable (build `parleyd`)");
   }
-  std::vector<std::string> args = {binary,
-                                   "--listen",
-                                   host_ + ":" + std::to_string(port_),
-                                   "--store",
-                                   "sqlite:" + (dir_ / "parley.db").string(),
-                                   "--bus",
-                                   "inproc",
-                                   "--node-id",
-                                   node_id_,
-                                   "--threads",
-                                   "2",
-                                   "--web-root",
-                                   web_root_.string(),
-                                   "--log-level",
-                                   "info"};
+  std::vector<std::string> args = {binary, "--listen", host_ + ":" + std::to_string(port_)};
+  // Defaults for the flags the caller did not give itself (parleyd refuses a repeated flag):
+  // a cluster test passes its own --store, --bus and --node-id.
+  const std::vector<std::pair<std::string, std::string>> defaults = {
+      {"--store", "sqlite:" + (dir_ / "parley.db").string()},
+      {"--bus", "inproc"},
+      {"--node-id", node_id_},
+      {"--threads", "2"},
+      {"--web-root", web_root_.string()},
+      {"--log-level", "info"}};
+  for (const auto& [flag, value] : defaults) {
+    if (!has_extra_flag(flag)) {
+      args.push_back(flag);
+      args.push_back(value);
+    }
+  }
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -190,6 +191,9 @@ void ServerProcess::start() {
     if (!started_once_) {
       port_ = pick_port();
       node_id_ = "it-" + std::to_string(port_);
+      for (std::size_t i = 0; i + 1 < extra_args_.size(); ++i) {
+        if (extra_args_[i] == "--node-id") node_id_ = extra_args_[i + 1];
+      }
     }
     spawn();
     if (wait_healthy(15s, why)) {
@@ -258,6 +262,13 @@ std::string ServerProcess::log_tail(std::size_t lines) const {
     pos = nl == std::string::npos ? 0 : nl;
   }
   return text.substr(pos == 0 ? 0 : pos + 1);
+}
+
+bool ServerProcess::has_extra_flag(const std::string& flag) const {
+  for (const auto& a : extra_args_) {
+    if (a == flag || a.rfind(flag + "=", 0) == 0) return true;
+  }
+  return false;
 }
 
 std::unique_ptr<client::WsClient> ServerProcess::connect_ws() const {

@@ -29,7 +29,10 @@ class ServerStartError : public std::runtime_error {
 class ServerProcess {
  public:
   // `extra_args` are appended to the flags ServerProcess sets itself (--listen, --store,
-  // --bus inproc, --node-id, --threads 2, --web-root, --log-level debug).
+  // --bus inproc, --node-id, --threads 2, --web-root, --log-level info). A flag among
+  // `extra_args` other than --listen replaces ServerProcess's default for it (parleyd refuses
+  // a repeated flag): cluster tests pass their own --store, --bus and --node-id, and
+  // node_id() then returns the given --node-id.
   explicit ServerProcess(std::vector<std::string> extra_args = {});
   ~ServerProcess();  // SIGKILLs a running server and removes the data directory
   ServerProcess(const ServerProcess&) = delete;
@@ -73,6 +76,7 @@ class ServerProcess {
 
  private:
   void spawn();
+  bool has_extra_flag(const std::string& flag) const;
   bool wait_healthy(std::chrono::milliseconds timeout, std::string& why);
 
   std::vector<std::string> extra_args_;

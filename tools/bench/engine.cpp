@@ -960,8 +960,10 @@ void Worker::run_leave(PhaseStats& st) {
 }
 
 void Worker::close_all() {
+  // RST rather than FIN: a run leaves no TIME_WAIT sockets behind, which would otherwise hold
+  // tens of thousands of ephemeral ports for a minute and slow the next run's connect()s.
   for (auto& c : conns_) {
-    if (c->st != Conn::St::closed && c->st != Conn::St::pending) close_conn(c.get());
+    if (c->st != Conn::St::closed && c->st != Conn::St::pending) close_conn(c.get(), true);
   }
   conns_.clear();
   to_open_.clear();

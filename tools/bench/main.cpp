@@ -38,7 +38,7 @@ void add_common(CLI::App* app, CommonOptions& c) {
   app->add_option("--metrics-url", c.metrics_urls, "node(s) whose /metrics give server CPU and RSS (default: --url; repeat for a cluster)");
   app->add_option("--server-pid", c.server_pids, "read server CPU and RSS from /proc/<pid> (repeatable)");
   app->add_flag("--no-metrics", c.no_metrics, "do not scrape /metrics");
-  app->add_option("--source-ips", c.source_ips, "spread connections over 127.0.0.1..127.0.0.N (0: one per 25,000 connections)")->capture_default_str();
+  app->add_option("--source-ips", c.source_ips, "spread connections over 127.0.0.1..127.0.0.N (0: one per 10,000 connections)")->capture_default_str();
   app->add_option("--open-concurrency", c.open_concurrency, "handshakes in flight while opening connections")->capture_default_str();
   app->add_option("--label", c.label, "free text copied to the JSON line");
   app->add_flag("-q,--quiet", c.quiet, "no progress on stderr");

@@ -19,7 +19,7 @@ struct CommonOptions {
   std::vector<std::string> metrics_urls;        // default: url (every node of a cluster)
   std::vector<int> server_pids;                 // read /proc/<pid> instead of /metrics
   bool no_metrics = false;
-  unsigned source_ips = 0;                      // 0: automatic (one 127.0.0.x per 25,000)
+  unsigned source_ips = 0;                      // 0: automatic (one 127.0.0.x per 10,000)
   double duration_s = 10;
   double warmup_s = 2;
   double drain_s = 3;

@@ -1,0 +1,303 @@
+// Shared helpers for the browser tests: a parleyd of our own, Debian's chromium through
+// playwright-core, and small UI / API helpers. No browser is ever downloaded.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = path.resolve(here, '..', '..');
+export const WEB_ROOT = path.join(REPO_ROOT, 'web');
+export const ARTIFACTS = path.join(here, 'artifacts');
+export const PARLEYD =
+  process.env.PARLEYD || path.join(REPO_ROOT, 'build', 'release', 'src', 'app', 'parleyd');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const PASSWORD = 'correct-horse-battery';
+
+export { sleep };
+
+/** A TCP port below 32768 that nothing listens on right now (random, then probed). */
+export async function freePort() {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const ok = await new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+  throw new Error('no free port found');
+}
+
+/**
+ * One parleyd on 127.0.0.1:<port> with a SQLite file in a temporary directory. `kill()` sends
+ * SIGKILL, `start()` starts it again on the same port and data.
+ */
+export class Server {
+  constructor({ extraArgs = [] } = {}) {
+    this.extraArgs = extraArgs;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-e2e-'));
+    this.port = 0;
+    this.proc = null;
+    this.log = '';
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start() {
+    if (!fs.existsSync(PARLEYD)) {
+      throw new Error(`parleyd not found at ${PARLEYD} (build it, or set PARLEYD)`);
+    }
+    if (!this.port) this.port = await freePort();
+    const args = [
+      '--listen',
+      `127.0.0.1:${this.port}`,
+      '--store',
+      `sqlite:${path.join(this.dir, 'p.db')}`,
+      '--web-root',
+      WEB_ROOT,
+      '--threads',
+      '2',
+      '--log-level',
+      'warn',
+      // Cheaper password hashing: the tests register a handful of users, not thousands.
+      '--hash-threads',
+      '1',
+      ...this.extraArgs,
+    ];
+    const proc = spawn(PARLEYD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    const keep = (b) => {
+      this.log = (this.log + b.toString()).slice(-20000);
+    };
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    proc.exited = new Promise((resolve) => proc.once('exit', (code, sig) => resolve({ code, sig })));
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        throw new Error(`parleyd exited at start-up: ${this.log}`);
+      }
+      try {
+        const res = await fetch(`${this.url}/readyz`);
+        if (res.ok) return this;
+      } catch {
+        /* not listening yet */
+      }
+      await sleep(50);
+    }
+    throw new Error(`parleyd did not become ready: ${this.log}`);
+  }
+
+  /** SIGKILL, and wait until the process is gone. */
+  async kill() {
+    const p = this.proc;
+    if (!p) return;
+    this.proc = null;
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    await p.exited;
+  }
+
+  /** SIGTERM (drain), SIGKILL after 5 s; removes the data directory. */
+  async stop() {
+    const p = this.proc;
+    this.proc = null;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGTERM');
+      const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+      await p.exited;
+      clearTimeout(t);
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Debian's chromium, headless. */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--disable-quic',
+      '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * A browser context + page on the server's web client. Any uncaught page error, dialog or
+ * console error is recorded in `page.problems` so tests can assert there were none.
+ */
+export async function openClient(browser, server, opts = {}) {
+  const context = await browser.newContext({
+    viewport: { width: 1100, height: 720 },
+    locale: 'en-GB',
+    timezoneId: 'UTC',
+    ...opts,
+  });
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  page.on('dialog', (d) => {
+    page.problems.push(`dialog: ${d.type()} ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.problems.push(`console: ${m.text()}`);
+  });
+  await page.goto(server.url + '/');
+  return page;
+}
+
+export const tid = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+/** Registers through the login form and waits until the socket is online. */
+export async function registerUi(page, user, password = PASSWORD) {
+  await tid(page, 'login-username').fill(user);
+  await tid(page, 'login-password').fill(password);
+  await tid(page, 'register-submit').click();
+  await waitOnline(page);
+}
+
+export async function loginUi(page, user, password = PASSWORD) {
+  await tid(page, 'login-username').fill(user);
+  await tid(page, 'login-password').fill(password);
+  await tid(page, 'login-submit').click();
+  await waitOnline(page);
+}
+
+export async function waitOnline(page, timeout = 15000) {
+  await page.waitForSelector('[data-testid="connection-state"][data-state="online"]', {
+    timeout,
+  });
+}
+
+export async function createRoomUi(page, name, visibility = 'public') {
+  await tid(page, 'create-room-panel').locator('summary').click();
+  await tid(page, 'create-room-name').fill(name);
+  await tid(page, 'create-room-visibility').selectOption(visibility);
+  await tid(page, 'create-room-submit').click();
+  await page.waitForSelector(`[data-testid="room-view"][data-room="${name}"]`);
+}
+
+export async function joinRoomUi(page, name) {
+  await tid(page, 'join-room-panel').locator('summary').click();
+  await tid(page, 'join-room-name').fill(name);
+  await tid(page, 'join-room-submit').click();
+  await page.waitForSelector(`[data-testid="room-view"][data-room="${name}"]`);
+}
+
+/** Types a message in the composer and presses Enter. */
+export async function sendUi(page, text) {
+  const input = tid(page, 'composer-input');
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+/** [{seq, from, body}] of the messages shown in the open room, in DOM order. */
+export function shownMessages(page) {
+  return page.$$eval('[data-testid="message-list"] [data-testid="message"]', (els) =>
+    els.map((el) => ({
+      seq: Number(el.dataset.seq),
+      from: el.dataset.from,
+      body: el.querySelector('[data-testid="message-body"]').textContent,
+    })),
+  );
+}
+
+/** Waits until the open room shows a message with this exact body (as text). */
+export async function waitForBody(page, body, timeout = 15000) {
+  await page.waitForFunction(
+    (b) =>
+      [...document.querySelectorAll('[data-testid="message-body"]')].some(
+        (el) => el.textContent === b,
+      ),
+    body,
+    { timeout },
+  );
+}
+
+// ---- HTTP / WebSocket API, used to prepare data quickly -------------------------------------
+
+export async function apiRegister(server, user, password = PASSWORD) {
+  const res = await fetch(`${server.url}/api/v1/register`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: user, password }),
+  });
+  if (res.status !== 201) throw new Error(`register ${user}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+export async function apiGet(server, token, p) {
+  const res = await fetch(`${server.url}${p}`, { headers: { Authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`GET ${p}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/**
+ * Runs a WebSocket script inside a page (Node 20 has no WebSocket client): authenticates with
+ * `token`, then sends each frame of `frames` in order and waits for its reply, retrying sends
+ * answered `rate_limited` after `retry_after_ms` with the same client_msg_id. Resolves with the
+ * replies.
+ */
+export async function wsRequests(page, server, token, frames) {
+  return page.evaluate(
+    async ({ url, token, frames }) => {
+      const ws = new WebSocket(url);
+      const waiters = new Map();
+      let welcome;
+      const welcomed = new Promise((resolve, reject) => {
+        welcome = resolve;
+        ws.onclose = (ev) => reject(new Error(`closed ${ev.code} ${ev.reason}`));
+      });
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
+      ws.onmessage = (ev) => {
+        const f = JSON.parse(ev.data);
+        if (f.type === 'welcome') welcome(f);
+        if (f.ref && waiters.has(f.ref)) {
+          waiters.get(f.ref)(f);
+          waiters.delete(f.ref);
+        }
+      };
+      await welcomed;
+      const replies = [];
+      let n = 0;
+      for (const frame of frames) {
+        for (;;) {
+          const ref = `t${++n}`;
+          const reply = await new Promise((resolve) => {
+            waiters.set(ref, resolve);
+            ws.send(JSON.stringify({ ...frame, ref }));
+          });
+          if (reply.type === 'error' && reply.code === 'rate_limited') {
+            await new Promise((r) => setTimeout(r, reply.retry_after_ms || 100));
+            continue;
+          }
+          replies.push(reply);
+          break;
+        }
+      }
+      ws.close(1000);
+      return replies;
+    },
+    { url: server.url.replace(/^http/, 'ws') + '/ws', token, frames },
+  );
+}
+
+export function saveArtifact(name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  return path.join(ARTIFACTS, name);
+}
