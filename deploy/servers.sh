@@ -39,9 +39,9 @@ start_postgres() {
       -c "CREATE DATABASE parley" >/dev/null
   echo "PARLEY_TEST_PG_URL=postgresql://parley@127.0.0.1:$pg_port/parley"
   # The store's restart test stops and starts this server with pg_ctl: its data directory and
-  # start options (the same as above; the value has spaces: split on the first '=' only).
+  # start options (the same as above), quoted because scripts/test.sh sources these lines.
   echo "PARLEY_TEST_PG_DATA=$dir/data"
-  echo "PARLEY_TEST_PG_OPTS=-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on"
+  echo "PARLEY_TEST_PG_OPTS='-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on'"
 }
 
 stop_postgres() {

@@ -1229,11 +1229,9 @@ function renderRoomList() {
     const peer = room.kind === 'dm' ? dmPeer(room.name) : null;
     const icon = peer
       ? presenceDot(peer)
-      : h('span', {
-          class: 'icon',
-          'aria-hidden': 'true',
-          text: room.kind === 'private' ? '🔒' : '#',
-        });
+      : h('span', { class: 'icon', 'aria-hidden': 'true' }, [
+          room.kind === 'private' ? lockIcon() : '#',
+        ]);
     const badge = h('span', {
       class: 'badge',
       'data-testid': 'room-unread',
@@ -1310,7 +1308,7 @@ function renderHeader() {
       ? `This is the start of your conversation with ${peer}.`
       : `This is the start of ${room.name}.`;
   ui.composerInput.placeholder =
-    room.kind === 'dm' ? `Message ${peer}` : `Message ${room.kind === 'private' ? '🔒' : '#'}${room.name}`;
+    room.kind === 'dm' ? `Message ${peer}` : `Message ${room.kind === 'private' ? '' : '#'}${room.name}`;
 }
 
 function renderTyping() {
@@ -1380,11 +1378,36 @@ function richText(text) {
   return out;
 }
 
-/** A stable colour for a user name (avatar background). */
+// Avatar hues, far enough apart to tell people apart at a glance.
+const HUES = [212, 4, 145, 28, 268, 186, 328, 95, 48, 240, 164, 300];
+
+/** A stable colour for a user name (FNV-1a hash into HUES). */
 function hue(name) {
-  let x = 0;
-  for (const ch of name) x = (x * 31 + ch.codePointAt(0)) % 360;
-  return x;
+  let x = 0x811c9dc5;
+  for (const ch of name) x = Math.imul(x ^ ch.codePointAt(0), 0x01000193) >>> 0;
+  return HUES[x % HUES.length];
+}
+
+/** A small padlock (no emoji font needed). */
+function lockIcon() {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('width', '13');
+  svg.setAttribute('height', '13');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'lock');
+  const body = document.createElementNS(NS, 'rect');
+  for (const [k, v] of Object.entries({ x: 3, y: 7, width: 10, height: 7.5, rx: 1.5 }))
+    body.setAttribute(k, v);
+  const shackle = document.createElementNS(NS, 'path');
+  shackle.setAttribute('d', 'M5.5 7V5a2.5 2.5 0 0 1 5 0v2');
+  shackle.setAttribute('fill', 'none');
+  shackle.setAttribute('stroke', 'currentColor');
+  shackle.setAttribute('stroke-width', '1.6');
+  body.setAttribute('fill', 'currentColor');
+  svg.append(shackle, body);
+  return svg;
 }
 
 function avatar(name) {
@@ -1714,7 +1737,7 @@ function applyTheme(theme) {
   const t = THEMES.includes(theme) ? theme : 'auto';
   if (t === 'auto') delete document.documentElement.dataset.theme;
   else document.documentElement.dataset.theme = t;
-  for (const b of document.querySelectorAll('[data-testid="theme-toggle"]')) {
+  for (const b of document.querySelectorAll('button.theme')) {
     b.textContent = THEME_TEXT[t];
     b.dataset.theme = t;
     b.title = `Theme: ${t} (click to change)`;
@@ -1902,7 +1925,7 @@ function bindUi() {
 
   ui.noticeClose.addEventListener('click', () => (ui.notice.hidden = true));
 
-  for (const b of document.querySelectorAll('[data-testid="theme-toggle"]'))
+  for (const b of document.querySelectorAll('button.theme'))
     b.addEventListener('click', cycleTheme);
 
   // Keyboard: Alt+↑ / Alt+↓ move between rooms, Escape closes what is open (a panel, the

@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -10,6 +11,8 @@
 #include <thread>
 #include <toml++/toml.h>
 #include <unistd.h>
+
+#include "core/throttle.hpp"
 
 namespace parley::app {
 
@@ -113,6 +116,9 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
                 max_watch = t.protocol.max_watch_users, max_cursors = t.protocol.max_cursors,
                 max_pipelined = t.max_pipelined;
   long token_ttl = t.token_ttl_s;
+  auto& th = t.throttle;
+  unsigned long max_conn_ip = th.max_connections_per_ip, max_conn_user = th.max_connections_per_user;
+  std::string allowed_origins;
 
   std::vector<Setting> settings = {
       {"listen", "HTTP + WebSocket address HOST:PORT", c.listen, text(c.listen), {}},
@@ -146,6 +152,13 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"hash-threads", "threads that hash passwords", "2", number(t.hash_threads, 1u, 64u), {}},
       {"store-readers", "SQLite reader threads", "2", number(c.store_readers, 1u, 64u), {}},
       {"store-pool", "PostgreSQL connections (writer and readers)", "4", number(c.store_pool, 2u, 256u), {}},
+      {"allowed-origins", "comma-separated origins (or *) whose pages may open a WebSocket besides the server's own", "none: same origin, or no Origin header", text(allowed_origins), {}},
+      {"login-rate-per-user", "failed logins per second per username (token bucket refill)", "0.1", real(th.login.per_user.per_second, 0), {}},
+      {"login-burst-per-user", "failed logins per username before 429 (0: no limit)", "10", real(th.login.per_user.burst, 0), {}},
+      {"login-rate-per-ip", "failed logins per second per client address (token bucket refill)", "1", real(th.login.per_ip.per_second, 0), {}},
+      {"login-burst-per-ip", "failed logins per client address before 429 (0: no limit)", "50", real(th.login.per_ip.burst, 0), {}},
+      {"max-connections-per-ip", "WebSocket connections per client address; more get 429 (0: no cap)", "0", number(max_conn_ip, 0ul, 1ul << 24), {}},
+      {"max-connections-per-user", "WebSocket sessions per user on this node; more are closed 1008 (0: no cap)", "256", number(max_conn_user, 0ul, 1ul << 24), {}},
       {"log-level", "trace, debug, info, warn, error or off", c.log_level, text(c.log_level), {}},
       {"log-format", "text or json", c.log_format, text(c.log_format), {}},
   };
@@ -235,6 +248,16 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   t.protocol.max_watch_users = max_watch;
   t.protocol.max_cursors = max_cursors;
   t.max_pipelined = max_pipelined;
+  th.max_connections_per_ip = max_conn_ip;
+  th.max_connections_per_user = max_conn_user;
+  th.allowed_origins = core::parse_origin_list(allowed_origins);
+  for (const auto& [name, limit] : {std::pair{"per-user", th.login.per_user}, std::pair{"per-ip", th.login.per_ip}}) {
+    if (!std::isfinite(limit.per_second) || !std::isfinite(limit.burst) ||
+        (limit.burst > 0 && limit.burst < 1)) {
+      return unexpected(std::string("--login-rate-") + name + " and --login-burst-" + name +
+                        " expect finite numbers, and a burst of 0 (no limit) or at least 1");
+    }
+  }
   if (t.protocol.default_history_limit > history_max) t.protocol.default_history_limit = history_max;
   if (c.log_format != "text" && c.log_format != "json") {
     return unexpected("--log-format expects text or json, got '" + c.log_format + "'");

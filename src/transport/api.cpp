@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/names.hpp"
+#include "core/throttle.hpp"
 #include "protocol/messages.hpp"
 #include "transport/history.hpp"
 
@@ -37,6 +38,16 @@ HttpResponse store_error(std::error_code ec) {
   if (ec == store::StoreErrc::conflict) return error_response(409, "conflict", ec.message());
   spdlog::error("store error: {}", ec.message());
   return error_response(500, "internal", "internal error");
+}
+
+// 429 {"error":{"code":"rate_limited","message","retry_after_ms"}} with Retry-After (seconds).
+HttpResponse rate_limited_response(std::string_view message, std::uint64_t wait_ms) {
+  std::string body = "{\"error\":{\"code\":\"rate_limited\",\"message\":";
+  protocol::append_json_string(body, message);
+  body += ",\"retry_after_ms\":" + std::to_string(wait_ms) + "}}";
+  HttpResponse r = json_response(429, std::move(body));
+  r.extra_headers = "Retry-After: " + std::to_string((wait_ms + 999) / 1000) + "\r\n";
+  return r;
 }
 
 struct Credentials {
@@ -132,17 +143,27 @@ void do_register(Node& node, const ApiRequest& req, Respond done) {
 void do_login(Node& node, const ApiRequest& req, Respond done) {
   auto c = parse_credentials(req.body);
   if (!c) return done(error_response(400, "bad_request", c.error()));
+  // Password guessing: each attempt costs a token per username and per address before the
+  // password is checked; a success gives them back (core::LoginThrottle). A name that cannot
+  // exist is charged to the address only, so that junk names cannot grow the table.
+  std::string key = core::valid_username(c->username) ? c->username : std::string();
+  if (auto wait = node.throttle().login().attempt(key, req.remote, std::chrono::steady_clock::now())) {
+    spdlog::info("login throttled for {} from {}", key.empty() ? "(invalid name)" : key, req.remote);
+    return done(rate_limited_response("too many login attempts; retry later", wait));
+  }
   std::string username = c->username;  // not c->username below: argument order is unspecified
-  node.store().get_user(std::move(username), [&node, c = std::move(*c), done](Result<store::UserAuth> r) {
+  node.store().get_user(std::move(username), [&node, c = std::move(*c), key, remote = req.remote,
+                                              done](Result<store::UserAuth> r) {
     if (!r && r.error() != store::StoreErrc::not_found) return done(store_error(r.error()));
     std::string stored = r ? r->password_hash : std::string();
-    boost::asio::post(node.hash_pool(), [&node, c, stored, known = r.has_value(), done] {
+    boost::asio::post(node.hash_pool(), [&node, c, key, remote, stored, known = r.has_value(), done] {
       const std::string& h = known ? stored : dummy_hash(node);
       bool ok = crypto_pwhash_str_verify(h.c_str(), c.password.data(), c.password.size()) == 0;
       if (!ok || !known) {
         spdlog::info("failed login for {}", c.username);
         return done(error_response(401, "unauthorized", "wrong username or password"));
       }
+      node.throttle().login().succeeded(key, remote, std::chrono::steady_clock::now());
       issue_token(node, c.username, 200, done);
     });
   });

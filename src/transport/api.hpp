@@ -19,6 +19,7 @@ struct ApiRequest {
   std::string query;  // after '?', undecoded
   std::string body;
   std::string bearer;  // the token of "Authorization: Bearer ...", if any
+  std::string remote;  // the client's address, for login throttling
 };
 
 // Returns false when the path is not an API path (the caller serves static files).

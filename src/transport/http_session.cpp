@@ -7,6 +7,7 @@
 #include <fstream>
 #include <spdlog/spdlog.h>
 
+#include "core/throttle.hpp"
 #include "protocol/ws_frame.hpp"
 #include "transport/api.hpp"
 #include "transport/shard.hpp"
@@ -35,6 +36,7 @@ const char* reason(unsigned status) {
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     default: return "Unknown";
@@ -119,6 +121,7 @@ void HttpSession::on_request(Request req) {
   api.path = path;
   api.query = query;
   api.body = std::move(req.body());
+  api.remote = std::string(core::address_of(remote_));
   auto auth = req[http::field::authorization];
   if (auth.size() > 7 && beast::iequals(auth.substr(0, 7), "Bearer ")) {
     api.bearer = std::string(auth.substr(7));
@@ -194,11 +197,32 @@ void HttpSession::upgrade(Request req) {
     respond(error_response(503, "unavailable", "this node is draining; reconnect elsewhere"));
     return;
   }
+  // Cross-site WebSocket hijacking: a page of another site may not open a socket here.
+  auto origin = req.find(http::field::origin);
+  if (!node_.throttle().origin_allowed(origin != req.end() ? origin->value() : std::string_view(),
+                                       origin != req.end(), req[http::field::host])) {
+    spdlog::info("http {}: WebSocket upgrade from origin {} refused", remote_,
+                 std::string(origin->value().substr(0, 200)));
+    keep_alive_ = false;
+    respond(error_response(403, "forbidden", "this origin may not open a WebSocket here"));
+    return;
+  }
+  // Connections per client address: counted from here until the WebSocket session ends.
+  const std::string address(core::address_of(remote_));
+  if (!node_.throttle().ip_connections().try_acquire(address)) {
+    spdlog::info("http {}: too many WebSocket connections from this address", remote_);
+    keep_alive_ = false;
+    respond(error_response(429, "rate_limited", "too many connections from this address"));
+    return;
+  }
   out_ = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Accept: " + protocol::ws::accept_key(key) + "\r\n\r\n";
   asio::async_write(socket_, asio::buffer(out_),
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                      if (ec) return;
+                    [self = shared_from_this(), address](boost::system::error_code ec, std::size_t) {
+                      if (ec) {
+                        self->node_.throttle().ip_connections().release(address);
+                        return;
+                      }
                       auto data = self->buffer_.data();
                       std::string initial(static_cast<const char*>(data.data()), data.size());
                       auto ws = std::make_shared<WsSession>(self->node_, self->shard_,

@@ -100,6 +100,7 @@ class Node {
   core::RateLimiter& rate_limiter() { return rate_limiter_; }
   core::RecentCache& cache() { return cache_; }
   core::Presence& presence() { return presence_; }
+  core::Throttle& throttle() { return throttle_; }
   boost::asio::thread_pool& hash_pool() { return hash_pool_; }
   std::size_t shard_count() const { return shards_.size(); }
   Shard& shard(std::size_t i) { return *shards_[i]; }
@@ -150,6 +151,7 @@ class Node {
   core::RateLimiter rate_limiter_;
   core::RecentCache cache_;
   core::Presence presence_;
+  core::Throttle throttle_{opts_.throttle};
   boost::asio::thread_pool hash_pool_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;

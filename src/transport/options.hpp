@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/rate_limiter.hpp"
+#include "core/throttle.hpp"
 #include "protocol/messages.hpp"
 
 namespace parley::transport {
@@ -37,6 +38,8 @@ struct Options {
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds node_timeout{5000};
   protocol::Limits protocol;
+  // Abuse limits: login throttling, connection caps, the Origin allow-list (docs/security.md).
+  core::ThrottleSettings throttle;
 };
 
 }  // namespace parley::transport

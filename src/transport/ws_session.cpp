@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/names.hpp"
+#include "core/throttle.hpp"
 #include "transport/history.hpp"
 #include "transport/shard.hpp"
 
@@ -63,7 +64,11 @@ WsSession::WsSession(Node& node, Shard& shard, asio::ip::tcp::socket socket, std
   node_.metrics().connections.inc();
 }
 
-WsSession::~WsSession() { node_.metrics().connections.dec(); }
+WsSession::~WsSession() {
+  node_.metrics().connections.dec();
+  // The upgrade counted this connection against its address (core::Throttle).
+  node_.throttle().ip_connections().release(core::address_of(remote_));
+}
 
 template <class Fn>
 void WsSession::post_self(Fn&& fn) {
@@ -322,6 +327,7 @@ void WsSession::detach() {
   shard_.remove_session(this);
   if (!registered_) return;
   registered_ = false;
+  node_.throttle().user_connections().release(user_);
   for (auto& [room, rs] : rooms_) {
     if (rs.counts_for_synced) --syncing_rooms_;
     shard_.remove_room_member(room, this);
@@ -663,6 +669,13 @@ void WsSession::handle_auth(const std::optional<std::string>& ref, protocol::Aut
 
 void WsSession::on_authenticated(store::TokenInfo info, std::vector<store::RoomSummary> rooms,
                                  std::vector<std::pair<std::string, std::uint64_t>> cursors) {
+  // Sessions per user on this node: over the cap, refuse this one (the others stay).
+  if (!node_.throttle().user_connections().try_acquire(info.user)) {
+    spdlog::info("ws {}: {} has too many sessions, closing", remote_, info.user);
+    send_error(std::nullopt, ErrorCode::rate_limited, "too many connections for this user");
+    close(ws::close_code::policy_violation, "too many connections");
+    return;
+  }
   timer_.cancel();
   state_ = State::live;
   user_ = info.user;

@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(here, '..', '..');
-export const WEB_ROOT = path.join(REPO_ROOT, 'web');
+export const WEB_ROOT = process.env.PARLEY_WEB_ROOT || path.join(REPO_ROOT, 'web');
 export const ARTIFACTS = path.join(here, 'artifacts');
 export const PARLEYD =
   process.env.PARLEYD || path.join(REPO_ROOT, 'build', 'release', 'src', 'app', 'parleyd');
@@ -71,6 +71,9 @@ export class Server {
       // Cheaper password hashing: the tests register a handful of users, not thousands.
       '--hash-threads',
       '1',
+      // A quick SIGTERM at the end of a test file.
+      '--drain-window-ms',
+      '100',
       ...this.extraArgs,
     ];
     const proc = spawn(PARLEYD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -155,7 +158,9 @@ export async function openClient(browser, server, opts = {}) {
     d.dismiss().catch(() => {});
   });
   page.on('console', (m) => {
-    if (m.type() === 'error') page.problems.push(`console: ${m.text()}`);
+    // Chromium logs failed connections itself (expected while parleyd is down).
+    const network = /WebSocket connection to|Failed to load resource|net::ERR_/.test(m.text());
+    if (m.type() === 'error' && !network) page.problems.push(`console: ${m.text()}`);
   });
   await page.goto(server.url + '/');
   return page;

@@ -1071,7 +1071,9 @@ TEST_P(StoreContract, GroupCommitBatchesConcurrentWrites) {
   EXPECT_EQ(failed.load(), 0);
   const auto snap = batch_histogram().snapshot();
   const auto batches = snap.count - batches_before;
-  EXPECT_LT(batches, static_cast<std::uint64_t>(kOps) / 4);
+  // Every PostgreSQL commit waits for a WAL flush, long enough for hundreds of appends to queue
+  // behind it; a SQLite commit in NORMAL mode can be quick enough to keep up with the submitter.
+  EXPECT_LT(batches, static_cast<std::uint64_t>(adapter_ == Adapter::postgres ? kOps / 4 : kOps));
   EXPECT_GT(batches, 0u);
   EXPECT_GE(snap.sum, static_cast<double>(kOps));
   // The latency histogram saw every append.
@@ -1297,6 +1299,36 @@ TEST_F(PostgresStoreTest, LockHeldElsewhereTimesOutAsUnavailable) {
   ASSERT_TRUE(retry.has_value());
   EXPECT_FALSE(retry->duplicate);
   EXPECT_EQ(retry->message.seq, 1u);
+}
+
+// When the set-wise insert of a run fails (here: a row planted behind the counter's back makes
+// the next seq collide), the run is retried one append at a time, so only the append that
+// cannot be stored fails (`internal`) and the others in its batch commit.
+TEST_F(PostgresStoreTest, FailedSetWiseInsertFailsOnlyTheCulprit) {
+  seed();
+  ASSERT_TRUE(db_->create_room("random", RoomKind::public_room, "alice").has_value());
+  ASSERT_EQ(db_->append("general", "alice", "g0")->message.seq, 1u);
+  {
+    PgAdmin admin(url_);
+    ASSERT_TRUE(admin.ok());
+    ASSERT_EQ(admin.exec("INSERT INTO messages (room, seq, sender, client_msg_id, body, ts_ms) "
+                         "VALUES ('general', 2, 'alice', '\\x00'::bytea, 'x'::bytea, 0)"),
+              "");
+  }
+  std::vector<std::future<Result<AppendResult>>> results;
+  for (const auto& [room, id] : std::vector<std::pair<std::string, std::string>>{
+           {"random", "r1"}, {"general", "g1"}, {"random", "r2"}, {"random", "r3"}}) {
+    auto p = std::make_shared<std::promise<Result<AppendResult>>>();
+    results.push_back(p->get_future());
+    store().append({room, "alice", id, "x"},
+                   [p](Result<AppendResult> r) { p->set_value(std::move(r)); });
+  }
+  EXPECT_EQ(results[0].get()->message.seq, 1u);
+  EXPECT_EQ(error_of(results[1].get()), StoreErrc::internal);
+  EXPECT_EQ(results[2].get()->message.seq, 2u);
+  EXPECT_EQ(results[3].get()->message.seq, 3u);
+  EXPECT_EQ(db_->room_info("general")->last_seq, 1u);
+  EXPECT_EQ(seqs_of(*db_->read_range("random", 0, kNewest, 10)), iota_seqs(1, 3));
 }
 
 // The server stops and comes back: appends and reads answer `unavailable` while it is down and
