@@ -42,5 +42,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 if [ -x tests/e2e/run.sh ]; then
   echo "== browser tests"
-  PARLEYD=$PWD/build/release/src/app/parleyd bash tests/e2e/run.sh
+  # PARLEY_SCREENSHOT=1 also refreshes docs/screenshot-chat.png (the README's picture).
+  PARLEYD=$PWD/build/release/src/app/parleyd PARLEY_SCREENSHOT=${PARLEY_SCREENSHOT:-0} \
+    bash tests/e2e/run.sh
 fi

@@ -9,7 +9,7 @@
 //   6. sending: the outbox and its retry rules, typing, read markers
 //   7. rendering (batched) and DOM event wiring
 //
-// Delivery rules (PROTOCOL.md): every room has a cursor, the highest contiguous seq this
+// Delivery rules (docs/protocol.md): every room has a cursor, the highest contiguous seq this
 // browser has seen. It is persisted per user and sent in `auth`, so after any disconnect the
 // server replays exactly what came after it. A streamed message with seq <= cursor is a
 // duplicate and is dropped; one with seq > cursor + 1 is kept but triggers a history request
@@ -632,11 +632,14 @@ function removeRoom(name) {
 function watchPeers(users) {
   if (!state.client || !state.client.canSend) return; // renewed at the next welcome
   const list = [
-    ...new Set(users.filter((u) => typeof u === 'string' && u && u !== me() && !state.watched.has(u))),
+    ...new Set(
+      users.filter((u) => typeof u === 'string' && u && u !== me() && !state.watched.has(u)),
+    ),
   ];
   for (let i = 0; i < list.length; i += 1000) {
     const chunk = list.slice(i, i + 1000); // the server's per-frame limit
-    if (state.client.send({ type: 'watch', users: chunk })) for (const u of chunk) state.watched.add(u);
+    if (state.client.send({ type: 'watch', users: chunk }))
+      for (const u of chunk) state.watched.add(u);
   }
 }
 
@@ -1289,10 +1292,11 @@ function renderHeader() {
   ui.roomPeople.replaceChildren(
     ...people.slice(0, PEOPLE_SHOWN).map((u) => {
       const status = state.presence.get(u) || 'unknown';
-      return h('span', { class: 'person', 'data-testid': 'person', 'data-user': u, 'data-status': status }, [
-        presenceDot(u, 'person-dot'),
-        h('span', { class: 'person-name', text: u }),
-      ]);
+      return h(
+        'span',
+        { class: 'person', 'data-testid': 'person', 'data-user': u, 'data-status': status },
+        [presenceDot(u, 'person-dot'), h('span', { class: 'person-name', text: u })],
+      );
     }),
     ...(people.length > PEOPLE_SHOWN
       ? [h('span', { class: 'person more', text: `+${people.length - PEOPLE_SHOWN}` })]
@@ -1308,7 +1312,9 @@ function renderHeader() {
       ? `This is the start of your conversation with ${peer}.`
       : `This is the start of ${room.name}.`;
   ui.composerInput.placeholder =
-    room.kind === 'dm' ? `Message ${peer}` : `Message ${room.kind === 'private' ? '' : '#'}${room.name}`;
+    room.kind === 'dm'
+      ? `Message ${peer}`
+      : `Message ${room.kind === 'private' ? '' : '#'}${room.name}`;
 }
 
 function renderTyping() {
@@ -1427,7 +1433,11 @@ function dayKey(ts) {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 }
 
-const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
+const dayFmt = new Intl.DateTimeFormat(undefined, {
+  weekday: 'long',
+  month: 'long',
+  day: 'numeric',
+});
 const dayYearFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full' });
 
 function dayLabel(ts) {
@@ -1541,21 +1551,18 @@ const GROUP_MS = 5 * 60 * 1000; // consecutive messages of one author this close
 function decorateMessages() {
   const room = activeRoom();
   const list = ui.messageList;
-  for (const el of [...list.children]) if (!el.dataset.seq) el.remove();
+  // What the list should hold: message elements as they are, separators by key.
+  const desired = [];
   let prevDay = null;
   let prevFrom = null;
   let prevTs = 0;
   let newShown = false;
-  for (const el of [...list.children]) {
+  for (const el of list.children) {
+    if (!el.dataset.seq) continue;
     const day = el.dataset.day;
     const ts = Number(el.dataset.ts);
     if (day && day !== prevDay) {
-      list.insertBefore(
-        h('li', { class: 'sep day', 'data-testid': 'day-separator', 'data-day': day, role: 'separator' }, [
-          h('span', { text: dayLabel(ts) }),
-        ]),
-        el,
-      );
+      desired.push({ key: `day:${day}`, day, ts });
       prevFrom = null;
     }
     if (
@@ -1565,20 +1572,56 @@ function decorateMessages() {
       Number(el.dataset.seq) > room.newAfter &&
       el.dataset.own === 'false'
     ) {
-      list.insertBefore(
-        h('li', { class: 'sep new', 'data-testid': 'new-divider', role: 'separator' }, [
-          h('span', { text: 'New messages' }),
-        ]),
-        el,
-      );
+      desired.push({ key: 'new' });
       newShown = true;
       prevFrom = null;
     }
     el.classList.toggle('cont', el.dataset.from === prevFrom && ts - prevTs < GROUP_MS);
+    desired.push(el);
     prevDay = day || prevDay;
     prevFrom = el.dataset.from;
     prevTs = ts;
   }
+  // Reuse the separators already in place, so that appending a message changes nothing else.
+  const seps = new Map();
+  for (const el of list.children) if (!el.dataset.seq) seps.set(el.dataset.key, el);
+  let at = list.firstElementChild;
+  for (const d of desired) {
+    let node = d;
+    if (!(d instanceof Element)) {
+      node = seps.get(d.key);
+      seps.delete(d.key);
+      if (!node) node = separatorEl(d);
+      else if (d.day) {
+        const label = dayLabel(d.ts); // "Today" becomes "Yesterday" after midnight
+        if (node.textContent !== label) node.firstElementChild.textContent = label;
+      }
+    }
+    if (node === at) at = at.nextElementSibling;
+    else list.insertBefore(node, at);
+  }
+  for (const el of seps.values()) el.remove();
+}
+
+function separatorEl(d) {
+  if (d.key === 'new') {
+    return h(
+      'li',
+      { class: 'sep new', 'data-testid': 'new-divider', 'data-key': 'new', role: 'separator' },
+      [h('span', { text: 'New messages' })],
+    );
+  }
+  return h(
+    'li',
+    {
+      class: 'sep day',
+      'data-testid': 'day-separator',
+      'data-key': d.key,
+      'data-day': d.day,
+      role: 'separator',
+    },
+    [h('span', { text: dayLabel(d.ts) })],
+  );
 }
 
 function renderPending() {
@@ -1932,13 +1975,19 @@ function bindUi() {
   // notice, or — at phone width — the room).
   document.addEventListener('keydown', (ev) => {
     if (!state.session) return;
-    if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === 'ArrowUp' || ev.key === 'ArrowDown')) {
+    if (
+      ev.altKey &&
+      !ev.ctrlKey &&
+      !ev.metaKey &&
+      (ev.key === 'ArrowUp' || ev.key === 'ArrowDown')
+    ) {
       const rooms = sortedRooms();
       if (!rooms.length) return;
       ev.preventDefault();
       const i = rooms.findIndex((r) => r.name === state.active);
       const step = ev.key === 'ArrowUp' ? -1 : 1;
-      const next = i < 0 ? (step > 0 ? 0 : rooms.length - 1) : (i + step + rooms.length) % rooms.length;
+      const next =
+        i < 0 ? (step > 0 ? 0 : rooms.length - 1) : (i + step + rooms.length) % rooms.length;
       openRoom(rooms[next].name, { focus: true });
       return;
     }
@@ -1953,7 +2002,9 @@ function bindUi() {
       } else if (state.active && window.matchMedia('(max-width: 720px)').matches) {
         const name = state.active;
         closeRoom();
-        const btn = ui.roomList.querySelector(`[data-testid="room-item"][data-room="${CSS.escape(name)}"]`);
+        const btn = ui.roomList.querySelector(
+          `[data-testid="room-item"][data-room="${CSS.escape(name)}"]`,
+        );
         if (btn) setTimeout(() => btn.focus(), 0);
       } else {
         return;
@@ -1965,7 +2016,8 @@ function bindUi() {
   for (const d of document.querySelectorAll('details')) {
     d.addEventListener('toggle', () => {
       if (!d.open) return;
-      for (const other of document.querySelectorAll('details[open]')) if (other !== d) other.open = false;
+      for (const other of document.querySelectorAll('details[open]'))
+        if (other !== d) other.open = false;
       const field = d.querySelector('input, select');
       if (field) field.focus();
     });

@@ -9,7 +9,7 @@
 //     `ping`, and reconnects with exponential backoff plus jitter after any close — except
 //     after an `unauthorized` error, which ends the session for good.
 //
-// The wire contract is /work/shared/design/PROTOCOL.md (version 1).
+// The wire contract is docs/protocol.md (version 1, as implemented by parleyd).
 
 /** Error from the HTTP API. `status` is the HTTP status (0 for a network failure). */
 export class ApiError extends Error {

@@ -5,7 +5,9 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <string_view>
 #include <spdlog/spdlog.h>
 
 #include "app/config.hpp"
@@ -23,14 +25,79 @@ namespace {
 
 using namespace parley;
 
+// A JSON string's contents: quote, backslash and control characters escaped, so that every
+// line of --log-format json parses whatever a message holds (a peer's address, a store error).
+// Length of the valid UTF-8 sequence starting at s[i] (2..4), or 0 when it is not one.
+std::size_t utf8_len(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  std::size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    if ((b(k) & 0xc0) != 0x80) return 0;
+  }
+  if (n == 3 && ((c == 0xe0 && b(1) < 0xa0) || (c == 0xed && b(1) > 0x9f))) return 0;
+  if (n == 4 && ((c == 0xf0 && b(1) < 0x90) || (c == 0xf4 && b(1) > 0x8f))) return 0;
+  return n;
+}
+
+void append_json_escaped(std::string_view in, spdlog::memory_buf_t& dest) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x80) {
+      // Valid UTF-8 passes through; any other byte becomes U+FFFD, so the line stays JSON.
+      if (const auto n = utf8_len(in, i); n > 0) {
+        dest.append(in.data() + i, in.data() + i + n);
+        i += n - 1;
+      } else {
+        dest.append(std::string_view("\\ufffd"));
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': dest.append(std::string_view("\\\"")); break;
+      case '\\': dest.append(std::string_view("\\\\")); break;
+      case '\n': dest.append(std::string_view("\\n")); break;
+      case '\r': dest.append(std::string_view("\\r")); break;
+      case '\t': dest.append(std::string_view("\\t")); break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+          dest.append(esc, esc + 6);
+        } else {
+          dest.push_back(static_cast<char>(c));
+        }
+    }
+  }
+}
+
+// %* in the JSON pattern: the message, escaped as a JSON string's contents.
+class JsonMessageFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    append_json_escaped(std::string_view(msg.payload.data(), msg.payload.size()), dest);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
+};
+
 void setup_logging(const app::Config& c) {
   auto logger = spdlog::stderr_color_mt("parleyd");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(c.log_level));
   if (c.log_format == "json") {
-    // Messages never carry tokens, passwords or bodies, and are plain ASCII text from our code.
-    spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","node":")" +
-                        c.transport.node_id + R"(","msg":"%v"})");
+    // One JSON object per line; the message is escaped (it may quote a peer's input), the node
+    // id too. Messages never carry tokens, passwords or bodies.
+    spdlog::memory_buf_t node;
+    append_json_escaped(c.transport.node_id, node);
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","node":")" +
+        std::string(node.data(), node.size()) + R"(","msg":"%*"})");
+    spdlog::set_formatter(std::move(f));
   } else {
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   }
@@ -96,18 +163,18 @@ int main(int argc, char** argv) {
 
   auto store = make_store(config, registry);
   if (!store) {
-    std::fprintf(stderr, "parleyd: %s\n", store.error().c_str());
+    spdlog::error("parleyd: cannot open the store: {}", store.error());
     return 1;
   }
   auto bus = make_bus(config, registry);
   if (!bus) {
-    std::fprintf(stderr, "parleyd: %s\n", bus.error().c_str());
+    spdlog::error("parleyd: cannot create the bus: {}", bus.error());
     return 1;
   }
   auto node = std::make_unique<transport::Node>(config.transport, **store, **bus, registry);
   auto server = std::make_unique<transport::Server>(*node);
   if (auto l = server->listen(); !l) {
-    std::fprintf(stderr, "parleyd: %s\n", l.error().c_str());
+    spdlog::error("parleyd: cannot listen: {}", l.error());
     return 1;
   }
   node->start();

@@ -151,7 +151,30 @@ void Node::stop() {
   for (auto& s : shards_) s->ioc().stop();
 }
 
+void Node::log_state_changes() {
+  const auto bus_state = bus_.state();
+  if (logged_bus_state_ != bus_state) {
+    const char* name = bus_state == bus::State::connected    ? "connected"
+                       : bus_state == bus::State::connecting ? "connecting"
+                                                             : "disconnected";
+    if (logged_bus_state_ || bus_state != bus::State::connected) {
+      spdlog::log(bus_state == bus::State::connected ? spdlog::level::info : spdlog::level::warn,
+                  "node {}: bus state {}", opts_.node_id, name);
+    }
+    logged_bus_state_ = bus_state;
+  }
+  const bool store_ready = store_.ready();
+  if (logged_store_ready_ != store_ready) {
+    if (logged_store_ready_ || !store_ready) {
+      spdlog::log(store_ready ? spdlog::level::info : spdlog::level::warn, "node {}: store {}",
+                  opts_.node_id, store_ready ? "ready" : "unavailable");
+    }
+    logged_store_ready_ = store_ready;
+  }
+}
+
 void Node::heartbeat_tick() {
+  log_state_changes();
   // Peers silent for longer than the timeout are taken for dead: their users go offline here.
   std::vector<std::string> dead;
   {

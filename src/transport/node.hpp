@@ -170,6 +170,10 @@ class Node {
   std::unordered_map<std::string, Peer> peers_;
   std::string incarnation_;  // random per process: a restarted node is a new incarnation
   std::unique_ptr<boost::asio::steady_timer> heartbeat_timer_;
+  // The bus and store states the heartbeat last saw, so that it logs their transitions.
+  std::optional<bus::State> logged_bus_state_;
+  std::optional<bool> logged_store_ready_;
+  void log_state_changes();
 
   std::mutex tokens_mu_;
   std::unordered_map<std::string, store::TokenInfo> token_cache_;  // token hash -> user, expiry

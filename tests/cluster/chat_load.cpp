@@ -169,7 +169,26 @@ class ChatLoad::Client {
           }
           return finish(0, "stopped by the test");
         }
-        for (const auto& frame : pump(conn)) ws.send_text(frame);
+        try {
+          for (const auto& frame : pump(conn)) ws.send_text(frame);
+        } catch (const std::exception& e) {
+          // A write fails when the server's close frame arrived meanwhile (Beast answers it and
+          // cancels the write): the frames read before it and the close itself are queued.
+          const std::string send_error = e.what();
+          for (int i = 0; i < 50; ++i) {
+            auto ev = ws.receive(10ms);
+            if (ev.is_closed()) {
+              if (ev.close_code == 1006) break;
+              return finish(ev.close_code, ev.close_reason);
+            }
+            if (!ev.is_text()) continue;
+            auto j = ev.json();
+            bool ignored = false;
+            std::lock_guard lock(mu_);
+            if (j.is_object()) handle(j, conn, ignored);
+          }
+          return finish(1006, "transport: " + send_error);
+        }
         auto ev = ws.receive(20ms);
         if (ev.is_timeout()) continue;
         if (ev.is_closed()) return finish(ev.close_code, ev.close_reason);

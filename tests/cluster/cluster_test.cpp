@@ -249,6 +249,15 @@ TEST_F(ClusterPresence, PresenceCrossesNodesAndADeadNodesUsersGoOffline) {
   // Online again on B; then B dies without a word.
   p = std::make_unique<Peer>(b, ptoken, watched);
   EXPECT_EQ(next_presence(w, watched, 5s, "second session on node B opened").value("status", ""), "online");
+  // Heartbeats keep a live node's users online: nothing changes for longer than the timeout.
+  try {
+    auto stray = next_presence(w, watched, std::chrono::milliseconds(kNodeTimeoutMs + 2 * kHeartbeatMs),
+                               "while node B is alive");
+    ADD_FAILURE() << "presence changed while node B was alive and its session open: " << stray.dump()
+                  << " (node A took B for dead: are heartbeats still sent?)";
+  } catch (const std::runtime_error&) {
+    // Timed out: no change, as it should be.
+  }
   const auto killed_at = steady::now();
   c.node(1).kill9();
   // operations.md: a node silent for --node-timeout-ms is taken for dead and its users go

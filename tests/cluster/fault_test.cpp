@@ -147,6 +147,8 @@ TEST_F(ClusterFault, RabbitmqRestartLosesNothingAndRepairsGaps) {
         << c.node(i).node_id() << " still answers /readyz 200 with RabbitMQ stopped";
   }
   EXPECT_TRUE(load.wait_more_acks(5, 30s)) << "sends are not acknowledged while the bus is down";
+  // Keep it down a while: many messages commit without reaching the other nodes.
+  while (ms_since(stopped_at) < 3000) std::this_thread::sleep_for(50ms);
   std::cout << "RabbitMQ down for " << ms_since(stopped_at) << " ms; " << load.total_acked()
             << " acks so far" << std::endl;
   ASSERT_TRUE(guard.start(why)) << why;
@@ -217,7 +219,7 @@ TEST_F(ClusterFault, PostgresqlStopAnswersUnavailableAndRetriesSucceed) {
   EXPECT_TRUE(test::eventually([&] { return load.total_unavailable() >= kClients; }, 20s))
       << "sends were not answered `unavailable` while PostgreSQL was down (got "
       << load.total_unavailable() << ")";
-  std::this_thread::sleep_for(1s);
+  while (ms_since(stopped_at) < 3000) std::this_thread::sleep_for(50ms);
   const auto acked_while_down = load.total_acked();
   std::cout << "PostgreSQL down for " << ms_since(stopped_at) << " ms; "
             << load.total_unavailable() << " unavailable answers" << std::endl;
@@ -286,6 +288,9 @@ TEST_F(ClusterFault, RollingRestartWithSigtermLosesNothing) {
       if (saw) ++going_away;
       EXPECT_TRUE(saw) << reports[i].user << " was on " << c.node(n).node_id()
                        << " when it got SIGTERM but saw no 1001 close from it";
+      if (!saw) {
+        for (const auto& e : reports[i].events) std::cerr << "  " << e << "\n";
+      }
     }
   }
   EXPECT_GT(going_away, 0u);

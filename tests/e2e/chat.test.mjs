@@ -110,8 +110,13 @@ describe('two users chatting', () => {
     const bobState = await bobContext.storageState();
     await bobContext.close();
     await alice.waitForSelector('[data-testid="person"][data-user="bob"][data-status="offline"]');
-    await alice.waitForSelector('[data-testid="presence-dot"][data-user="bob"][data-status="offline"]');
-    const ctx = await browser.newContext({ storageState: bobState, viewport: { width: 1100, height: 720 } });
+    await alice.waitForSelector(
+      '[data-testid="presence-dot"][data-user="bob"][data-status="offline"]',
+    );
+    const ctx = await browser.newContext({
+      storageState: bobState,
+      viewport: { width: 1100, height: 720 },
+    });
     bob = await ctx.newPage();
     bob.problems = [];
     bob.on('pageerror', (e) => bob.problems.push(e.message));
@@ -126,16 +131,24 @@ describe('two users chatting', () => {
   test('a reload keeps the session and shows the same history', async () => {
     const before = await L.shownMessages(alice);
     assert.ok(before.length >= 5, `expected history, got ${before.length}`);
-    const token = await alice.evaluate(() => JSON.parse(localStorage.getItem('parley.session')).token);
+    const token = await alice.evaluate(
+      () => JSON.parse(localStorage.getItem('parley.session')).token,
+    );
 
     await alice.reload();
     await L.waitOnline(alice);
-    assert.equal(await L.tid(alice, 'login-screen').isHidden(), true, 'login screen shown after reload');
+    assert.equal(
+      await L.tid(alice, 'login-screen').isHidden(),
+      true,
+      'login screen shown after reload',
+    );
     assert.equal(await L.tid(alice, 'current-user').textContent(), 'alice');
     // The tab reopens the room it had open, with the same messages.
     await alice.waitForSelector('[data-testid="room-view"][data-room="general"]');
     await alice.waitForFunction(
-      (n) => document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >= n,
+      (n) =>
+        document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >=
+        n,
       before.length,
     );
     await L.tid(alice, 'history-start').waitFor({ state: 'visible' });

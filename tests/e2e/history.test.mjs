@@ -11,7 +11,9 @@ let browser;
 
 before(async () => {
   // The messages are prepared quickly: no send rate limit on this server.
-  server = await new L.Server({ extraArgs: ['--send-rate', '100000', '--send-burst', '100000'] }).start();
+  server = await new L.Server({
+    extraArgs: ['--send-rate', '100000', '--send-burst', '100000'],
+  }).start();
   browser = await L.launchBrowser();
 });
 
@@ -25,7 +27,12 @@ test('scrolling up loads older history until the first message', async () => {
   const page = await L.openClient(browser, server, { viewport: { width: 1000, height: 640 } });
   const frames = [{ type: 'create', room: 'archive', visibility: 'public' }];
   for (let i = 1; i <= COUNT; i++)
-    frames.push({ type: 'send', room: 'archive', client_msg_id: `c-${i}`, body: `message number ${i}` });
+    frames.push({
+      type: 'send',
+      room: 'archive',
+      client_msg_id: `c-${i}`,
+      body: `message number ${i}`,
+    });
   const replies = await L.wsRequests(page, server, carol.token, frames);
   assert.equal(replies[0].type, 'joined');
   assert.deepEqual(
@@ -39,7 +46,10 @@ test('scrolling up loads older history until the first message', async () => {
   // The newest page first, at the bottom.
   await page.waitForFunction((sel) => document.querySelectorAll(sel).length > 0, list);
   const first = await L.shownMessages(page);
-  assert.ok(first.length < COUNT, `the first screen holds a page, not everything (${first.length})`);
+  assert.ok(
+    first.length < COUNT,
+    `the first screen holds a page, not everything (${first.length})`,
+  );
   assert.equal(first.at(-1).seq, COUNT);
   assert.equal(await L.tid(page, 'history-start').isHidden(), true);
 

@@ -35,6 +35,21 @@ export async function freePort() {
   throw new Error('no free port found');
 }
 
+// Whatever happens (a failed assertion, the run's timeout), no parleyd or data directory of
+// ours outlives this process.
+const servers = new Set();
+process.once('exit', () => {
+  for (const s of servers) {
+    if (s.proc && s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill('SIGKILL');
+    fs.rmSync(s.dir, { recursive: true, force: true });
+  }
+});
+for (const [sig, code] of [
+  ['SIGTERM', 143],
+  ['SIGINT', 130],
+])
+  process.once(sig, () => process.exit(code));
+
 /**
  * One parleyd on 127.0.0.1:<port> with a SQLite file in a temporary directory. `kill()` sends
  * SIGKILL, `start()` starts it again on the same port and data.
@@ -46,17 +61,35 @@ export class Server {
     this.port = 0;
     this.proc = null;
     this.log = '';
+    servers.add(this);
   }
 
   get url() {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /**
+   * Starts parleyd and waits until /readyz answers 200. The first start picks a free port (and
+   * another one if that port was taken meanwhile); later starts reuse it.
+   */
   async start() {
     if (!fs.existsSync(PARLEYD)) {
       throw new Error(`parleyd not found at ${PARLEYD} (build it, or set PARLEYD)`);
     }
-    if (!this.port) this.port = await freePort();
+    const fresh = !this.port;
+    for (let attempt = 1; ; attempt++) {
+      if (fresh && !this.port) this.port = await freePort();
+      try {
+        return await this.startOnce();
+      } catch (err) {
+        if (!fresh || attempt >= 3 || !/Address already in use/.test(this.log)) throw err;
+        this.port = 0;
+      }
+    }
+  }
+
+  async startOnce() {
+    this.log = '';
     const args = [
       '--listen',
       `127.0.0.1:${this.port}`,
@@ -83,7 +116,9 @@ export class Server {
     };
     proc.stdout.on('data', keep);
     proc.stderr.on('data', keep);
-    proc.exited = new Promise((resolve) => proc.once('exit', (code, sig) => resolve({ code, sig })));
+    proc.exited = new Promise((resolve) =>
+      proc.once('exit', (code, sig) => resolve({ code, sig })),
+    );
     const deadline = Date.now() + 15000;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
@@ -120,6 +155,7 @@ export class Server {
       clearTimeout(t);
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
+    servers.delete(this);
   }
 }
 

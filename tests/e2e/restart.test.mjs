@@ -59,7 +59,10 @@ test('kill -9 and restart while sending: each message exactly once, in order, bo
   await sending;
   // Sends made while offline wait in the outbox, visibly.
   const waiting = await alice.$$eval('[data-testid="pending-message"]', (els) =>
-    els.map((e) => [e.dataset.state, e.querySelector('[data-testid="message-status"]').textContent]),
+    els.map((e) => [
+      e.dataset.state,
+      e.querySelector('[data-testid="message-status"]').textContent,
+    ]),
   );
   assert.ok(waiting.length > 0, 'messages sent while the server is down wait in the outbox');
   await alice.screenshot({ path: L.saveArtifact('restart-offline.png') });
@@ -80,8 +83,8 @@ test('kill -9 and restart while sending: each message exactly once, in order, bo
   for (const page of [alice, bob]) {
     await page.waitForFunction(
       (n) =>
-        document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >= n &&
-        document.querySelectorAll('[data-testid="pending-message"]').length === 0,
+        document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >=
+          n && document.querySelectorAll('[data-testid="pending-message"]').length === 0,
       expected.length,
       { timeout: 30000 },
     );

@@ -50,7 +50,10 @@ test('a gap larger than the write queue: every message once, in order', async ()
   await helper.context().close();
 
   // bob comes back in a new tab: same token and cursors; the socket's closes are recorded.
-  const ctx = await browser.newContext({ storageState: saved, viewport: { width: 1000, height: 700 } });
+  const ctx = await browser.newContext({
+    storageState: saved,
+    viewport: { width: 1000, height: 700 },
+  });
   await ctx.addInitScript(() => {
     window.__closes = [];
     const Native = window.WebSocket;
@@ -73,7 +76,8 @@ test('a gap larger than the write queue: every message once, in order', async ()
   await bob.waitForSelector(`[data-testid="room-item"][data-room="busy"][data-unread="${GAP}"]`);
   await bob.locator('[data-testid="room-item"][data-room="busy"]').click();
   await bob.waitForFunction(
-    (n) => document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >= n,
+    (n) =>
+      document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >= n,
     GAP,
     { timeout: 20000 },
   );

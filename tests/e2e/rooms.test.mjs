@@ -73,7 +73,9 @@ test('private room, invitation, unread counts, DM, leave, keyboard, logout', asy
   await frank.waitForSelector('[data-testid="new-divider"]');
   await frank.waitForSelector('[data-testid="room-item"][data-room="lobby"][data-unread="0"]');
   // The read marker reached the server.
-  const token = await frank.evaluate(() => JSON.parse(localStorage.getItem('parley.session')).token);
+  const token = await frank.evaluate(
+    () => JSON.parse(localStorage.getItem('parley.session')).token,
+  );
   await waitFor(async () => {
     const rooms = (await L.apiGet(server, token, '/api/v1/rooms')).rooms;
     return rooms.find((r) => r.room === 'lobby').unread === 0;
@@ -95,9 +97,13 @@ test('private room, invitation, unread counts, DM, leave, keyboard, logout', asy
   await frank.keyboard.press('Enter');
   await frank.waitForSelector('[data-testid="room-view"][data-room="dm:erin:frank"]');
   assert.equal(await L.tid(frank, 'room-title').textContent(), 'erin');
-  await frank.waitForSelector('[data-testid="room-presence-dot"][data-user="erin"][data-status="online"]');
+  await frank.waitForSelector(
+    '[data-testid="room-presence-dot"][data-user="erin"][data-status="online"]',
+  );
   await L.sendUi(frank, 'psst');
-  await erin.waitForSelector('[data-testid="room-item"][data-room="dm:erin:frank"][data-unread="1"]');
+  await erin.waitForSelector(
+    '[data-testid="room-item"][data-room="dm:erin:frank"][data-unread="1"]',
+  );
   await erin.waitForSelector(
     '[data-testid="room-item"][data-room="dm:erin:frank"] [data-testid="presence-dot"][data-status="online"]',
   );
@@ -117,7 +123,9 @@ test('private room, invitation, unread counts, DM, leave, keyboard, logout', asy
   await L.waitForBody(frank, 'l2');
   await L.tid(frank, 'sidebar').waitFor({ state: 'hidden' });
   assert.equal(await L.tid(frank, 'composer-input').isVisible(), true);
-  const overflow = await frank.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  const overflow = await frank.evaluate(
+    () => document.documentElement.scrollWidth > window.innerWidth,
+  );
   assert.equal(overflow, false, 'nothing wider than the phone screen');
   await L.tid(frank, 'back-to-rooms').click();
   await L.tid(frank, 'sidebar').waitFor({ state: 'visible' });
@@ -128,10 +136,23 @@ test('private room, invitation, unread counts, DM, leave, keyboard, logout', asy
   await L.tid(frank, 'logout-button').click();
   await L.tid(frank, 'login-screen').waitFor({ state: 'visible' });
   assert.equal(await frank.evaluate(() => localStorage.getItem('parley.session')), null);
-  const res = await fetch(`${server.url}/api/v1/rooms`, { headers: { Authorization: `Bearer ${token}` } });
+  const res = await fetch(`${server.url}/api/v1/rooms`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
   assert.equal(res.status, 401);
   await frank.reload();
   await L.tid(frank, 'login-screen').waitFor({ state: 'visible' });
+  // The server's reasons are shown on the login form.
+  await L.tid(frank, 'login-username').fill('frank');
+  await L.tid(frank, 'login-password').fill('wrong-password');
+  await L.tid(frank, 'login-submit').click();
+  await L.tid(frank, 'login-error').waitFor({ state: 'visible' });
+  await L.tid(frank, 'register-submit').click(); // a taken name
+  await frank.waitForFunction(
+    (before) => document.querySelector('[data-testid="login-error"]').textContent !== before,
+    await L.tid(frank, 'login-error').textContent(),
+  );
+  assert.match(await L.tid(frank, 'login-error').textContent(), /taken|exists/i);
   // Logging in again brings the rooms back.
   await L.loginUi(frank, 'frank');
   await item(frank, 'lobby').waitFor();

@@ -26,10 +26,14 @@ test('screenshot of the chat view for the README', async () => {
   const carol = await L.apiRegister(server, 'carol');
   const alice = await L.openClient(browser, server, { viewport: { width: 1200, height: 800 } });
   await L.registerUi(alice, 'alice');
-  const aliceToken = await alice.evaluate(() => JSON.parse(localStorage.getItem('parley.session')).token);
+  const aliceToken = await alice.evaluate(
+    () => JSON.parse(localStorage.getItem('parley.session')).token,
+  );
   const bob = await L.openClient(browser, server);
   await L.registerUi(bob, 'bob');
-  const bobToken = await bob.evaluate(() => JSON.parse(localStorage.getItem('parley.session')).token);
+  const bobToken = await bob.evaluate(
+    () => JSON.parse(localStorage.getItem('parley.session')).token,
+  );
 
   // Rooms, made from another socket of alice's: her open tab learns them from the server.
   await L.wsRequests(alice, server, aliceToken, [
@@ -47,34 +51,60 @@ test('screenshot of the chat view for the README', async () => {
   await L.joinRoomUi(bob, 'general');
   const say = (token, room, body, id) =>
     L.wsRequests(alice, server, token, [{ type: 'send', room, client_msg_id: id, body }]);
-  await say(carol.token, 'general', 'Morning! Release notes for 0.3 are up for review: https://example.com/parley/releases/0.3', 'c1');
+  await say(
+    carol.token,
+    'general',
+    'Morning! Release notes for 0.3 are up for review: https://example.com/parley/releases/0.3',
+    'c1',
+  );
   await alice.waitForSelector('[data-testid="room-item"][data-room="general"][data-unread="1"]');
   await item(alice, 'general').click();
   await L.sendUi(alice, 'Thanks, reading them now.');
-  await say(bobToken, 'general', 'I ran the restart test again: parleyd killed mid-send, and every message came back exactly once.', 'b1');
+  await say(
+    bobToken,
+    'general',
+    'I ran the restart test again: parleyd killed mid-send, and every message came back exactly once.',
+    'b1',
+  );
   await say(bobToken, 'general', 'Soak numbers are on the dashboard too.', 'b2');
   await L.sendUi(alice, 'Nice. Shall we ship the new web client with it?');
-  await say(carol.token, 'general', 'Yes, once the phone layout is reviewed.\nI will check dark mode tonight.', 'c2');
+  await say(
+    carol.token,
+    'general',
+    'Yes, once the phone layout is reviewed.\nI will check dark mode tonight.',
+    'c2',
+  );
   await L.sendUi(alice, "Let's do it. I'll tag the release after lunch.");
   await say(carol.token, 'random', 'Anyone up for lunch at noon?', 'c3');
   await say(carol.token, 'random', 'The place across the street has ramen today.', 'c4');
   await say(carol.token, 'random', 'I can book a table for 5.', 'c5');
   await L.wsRequests(alice, server, bobToken, [
     { type: 'dm', user: 'alice' },
-    { type: 'send', room: 'dm:alice:bob', client_msg_id: 'b3', body: 'Got a minute after standup?' },
+    {
+      type: 'send',
+      room: 'dm:alice:bob',
+      client_msg_id: 'b3',
+      body: 'Got a minute after standup?',
+    },
   ]);
 
   await L.waitForBody(alice, "Let's do it. I'll tag the release after lunch.");
   await alice.waitForSelector('[data-testid="room-item"][data-room="random"][data-unread="3"]');
-  await alice.waitForSelector('[data-testid="room-item"][data-room="dm:alice:bob"][data-unread="1"]');
+  await alice.waitForSelector(
+    '[data-testid="room-item"][data-room="dm:alice:bob"][data-unread="1"]',
+  );
   await alice.waitForSelector('[data-testid="room-item"][data-room="dm:alice:carol"]');
   await alice.waitForSelector('[data-testid="room-item"][data-room="releases"]');
-  await alice.waitForFunction(() => document.querySelectorAll('[data-testid="pending-message"]').length === 0);
+  await alice.waitForFunction(
+    () => document.querySelectorAll('[data-testid="pending-message"]').length === 0,
+  );
   // bob is online and typing.
   await L.tid(bob, 'composer-input').pressSequentially('Sounds good', { delay: 20 });
   await alice.waitForSelector('[data-testid="typing-indicator"][data-users="bob"]');
   await alice.waitForSelector('[data-testid="person"][data-user="bob"][data-status="online"]');
-  await alice.waitForSelector('[data-testid="presence-dot"][data-user="bob"][data-status="online"]');
+  await alice.waitForSelector(
+    '[data-testid="presence-dot"][data-user="bob"][data-status="online"]',
+  );
   await alice.mouse.move(600, 300);
 
   const shot = await alice.screenshot({ path: L.saveArtifact('chat-light.png') });

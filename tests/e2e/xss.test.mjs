@@ -86,8 +86,7 @@ async function assertInert(page, who) {
     const bodies = [...list.querySelectorAll('[data-testid="message-body"]')];
     const foreign = [];
     for (const b of bodies)
-      for (const el of b.querySelectorAll('*'))
-        if (el.tagName !== 'A') foreign.push(el.tagName);
+      for (const el of b.querySelectorAll('*')) if (el.tagName !== 'A') foreign.push(el.tagName);
     const links = [...list.querySelectorAll('a')].map((a) => ({
       href: a.href,
       protocol: new URL(a.href).protocol,
@@ -98,7 +97,10 @@ async function assertInert(page, who) {
   });
   assert.equal(report.xss, undefined, `${who}: a payload executed (window.__xss = ${report.xss})`);
   assert.deepEqual(report.foreign, [], `${who}: message bodies contain only text and links`);
-  assert.ok(report.links.length >= 4, `${who}: http(s) URLs are clickable (${report.links.length})`);
+  assert.ok(
+    report.links.length >= 4,
+    `${who}: http(s) URLs are clickable (${report.links.length})`,
+  );
   for (const l of report.links) {
     assert.ok(['http:', 'https:'].includes(l.protocol), `${who}: link to ${l.href}`);
     assert.deepEqual(l.attrs, ['href', 'rel', 'target'], `${who}: link attributes ${l.attrs}`);
@@ -125,8 +127,8 @@ test('50 XSS payloads are shown as text and none executes', async () => {
   for (const page of [alice, bob]) {
     await page.waitForFunction(
       (n) =>
-        document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >= n &&
-        document.querySelectorAll('[data-testid="pending-message"]').length === 0,
+        document.querySelectorAll('[data-testid="message-list"] [data-testid="message"]').length >=
+          n && document.querySelectorAll('[data-testid="pending-message"]').length === 0,
       PAYLOADS.length,
       { timeout: 30000 },
     );

@@ -1,0 +1,464 @@
+// Observability (issue 4): /metrics of every node passes `promtool check metrics` with no lint
+// warning, and its figures are exact: the connection gauge equals the sockets the test holds
+// open, message counters move by exactly what the test sent and what was delivered. Against
+// SQLite + in-process bus, and against PostgreSQL + RabbitMQ with two nodes
+// (PARLEY_TEST_PG_URL and PARLEY_TEST_AMQP_URL must be set: missing is a failure). A real
+// Prometheus (/usr/bin/prometheus) scrapes a node and the figures are read back through its
+// query API. With a node's bus consumer paused (SIGSTOP) its queue depth rises; with the store
+// slowed (a PostgreSQL table lock) the store-latency histogram shows it.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "fixture.hpp"
+
+namespace parley::test {
+namespace {
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+struct CmdResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs `cmd` through /bin/sh with `input` on its stdin; stdout and stderr are captured together.
+CmdResult run_cmd(const std::string& cmd, const std::string& input = {}) {
+  TempDir dir;
+  const auto in = dir.path() / "stdin";
+  {
+    std::ofstream f(in, std::ios::binary);
+    f << input;
+  }
+  CmdResult r;
+  FILE* p = ::popen((cmd + " <" + in.string() + " 2>&1").c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("popen failed for " + cmd);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  return r;
+}
+
+std::string scrape(const ServerProcess& s) {
+  auto res = s.http().get("/metrics");
+  if (res.status != 200) {
+    throw std::runtime_error("GET /metrics answered " + std::to_string(res.status));
+  }
+  return res.body;
+}
+
+// The value of one series, written exactly as the exposition writes it (name and labels), e.g.
+// `parley_requests_rejected_total{reason="forbidden"}`. nullopt when absent.
+std::optional<double> sample(const std::string& body, const std::string& series) {
+  std::istringstream lines(body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ') {
+      return std::strtod(line.c_str() + series.size() + 1, nullptr);
+    }
+  }
+  return std::nullopt;
+}
+
+double value(const std::string& body, const std::string& series) {
+  auto v = sample(body, series);
+  if (!v) throw std::runtime_error("series " + series + " missing from /metrics");
+  return *v;
+}
+
+double value_of(const ServerProcess& s, const std::string& series) {
+  return value(scrape(s), series);
+}
+
+// promtool check metrics: exit 0 and nothing printed (a lint problem prints a line and, in
+// Debian 12's promtool, exits 3).
+::testing::AssertionResult promtool_clean(const std::string& body, const std::string& node) {
+  auto r = run_cmd("/usr/bin/promtool check metrics", body);
+  if (r.exit_code != 0 || !r.output.empty()) {
+    return ::testing::AssertionFailure() << "promtool check metrics on node " << node
+                                         << ": exit " << r.exit_code << ", output:\n"
+                                         << r.output;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string require_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    throw std::runtime_error(std::string(name) +
+                             " is not set: start the test servers (deploy/servers.sh start DIR) "
+                             "and export what it prints");
+  }
+  return v;
+}
+
+std::vector<std::string> cluster_args(const std::string& store, const std::string& node_id) {
+  auto args = default_server_args();
+  for (std::string a : {std::string("--store"), store, std::string("--bus"),
+                        require_env("PARLEY_TEST_AMQP_URL"), std::string("--node-id"), node_id}) {
+    args.push_back(a);
+  }
+  return args;
+}
+
+// A database of its own on the test PostgreSQL, dropped on destruction.
+class PgDatabase {
+ public:
+  PgDatabase() {
+    admin_ = require_env("PARLEY_TEST_PG_URL");
+    name_ = "obs_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++);
+    auto r = run_cmd("psql -X -q -v ON_ERROR_STOP=1 '" + admin_ + "' -c 'CREATE DATABASE " +
+                     name_ + "'");
+    if (r.exit_code != 0) throw std::runtime_error("CREATE DATABASE failed: " + r.output);
+    const auto slash = admin_.rfind('/');
+    url_ = admin_.substr(0, slash + 1) + name_;
+  }
+  ~PgDatabase() {
+    run_cmd("psql -X -q '" + admin_ + "' -c 'DROP DATABASE IF EXISTS " + name_ +
+            " WITH (FORCE)'");
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+  std::string admin_, name_, url_;
+};
+
+// Registers two users on `sa` / `sb`, puts both in a fresh room and returns their sessions.
+struct Pair {
+  User a, b;
+  std::string room;
+  std::unique_ptr<Session> sa, sb;
+};
+Pair make_pair(const ServerProcess& server_a, const ServerProcess& server_b) {
+  Pair p;
+  p.a = register_user(server_a, "ma");
+  p.b = register_user(server_b, "mb");
+  p.room = unique_name("mroom");
+  p.sa = std::make_unique<Session>(server_a, p.a);
+  p.sa->create(p.room);
+  p.sb = std::make_unique<Session>(server_b, p.b);
+  p.sb->join(p.room);
+  p.sa->barrier();
+  p.sb->barrier();
+  return p;
+}
+
+// Sends `n` messages from `from` and waits until `to` has received every one of them.
+void exchange(Pair& p, int n) {
+  for (int i = 0; i < n; ++i) p.sa->send_message(p.room, "metrics " + std::to_string(i));
+  int got = 0;
+  while (got < n) {
+    p.sb->wait_for([&](const json& j) { return is_message(j, p.room); }, 10s, "a message");
+    ++got;
+  }
+}
+
+// Waits until `series` on `s` equals `want`; returns the last value seen.
+double settle(const ServerProcess& s, const std::string& series, double want,
+              std::chrono::milliseconds timeout = 5s) {
+  double last = -1;
+  eventually([&] { return (last = value_of(s, series)) == want; }, timeout);
+  return last;
+}
+
+class Metrics : public IntegrationTest {};
+
+// ---- 1. promtool and exact counters --------------------------------------------------------
+
+TEST_F(Metrics, SqlitePromtoolCleanAndCountersExact) {
+  auto& s = own();
+  ASSERT_TRUE(promtool_clean(scrape(s), s.node_id())) << "before any traffic";
+
+  const auto before = scrape(s);
+  const double rx0 = value(before, "parley_messages_received_total");
+  const double tx0 = value(before, "parley_messages_delivered_total");
+  ASSERT_EQ(value(before, "parley_websocket_connections"), 0);
+
+  auto p = make_pair(s, s);
+  // Three more sockets that never authenticate: open connections, not sessions.
+  std::vector<std::unique_ptr<client::WsClient>> raw;
+  for (int i = 0; i < 3; ++i) raw.push_back(s.connect_ws());
+  EXPECT_EQ(settle(s, "parley_websocket_connections", 5), 5);
+  EXPECT_EQ(settle(s, "parley_sessions_authenticated", 2), 2);
+
+  constexpr int kN = 25;
+  exchange(p, kN);
+  p.sa->barrier();
+  p.sb->barrier();
+  // Every message goes to both members (the sender's own copy included): 2 deliveries each.
+  EXPECT_EQ(settle(s, "parley_messages_received_total", rx0 + kN), rx0 + kN);
+  EXPECT_EQ(settle(s, "parley_messages_delivered_total", tx0 + 2 * kN), tx0 + 2 * kN);
+  // And no more than that, a while later.
+  std::this_thread::sleep_for(300ms);
+  const auto after = scrape(s);
+  EXPECT_EQ(value(after, "parley_messages_received_total"), rx0 + kN);
+  EXPECT_EQ(value(after, "parley_messages_delivered_total"), tx0 + 2 * kN);
+  EXPECT_GE(value(after, "parley_send_to_ack_seconds_count"), kN);
+  EXPECT_GE(value(after, R"(parley_store_query_seconds_count{op="append"})"), kN);
+  EXPECT_GT(value(after, "process_resident_memory_bytes"), 0);
+  EXPECT_GT(value(after, "process_open_fds"), 0);
+  EXPECT_NE(after.find("parley_build_info{version=\""), std::string::npos);
+  EXPECT_NE(after.find("\",node=\"" + s.node_id() + "\"} 1\n"), std::string::npos);
+  EXPECT_TRUE(promtool_clean(after, s.node_id())) << "after traffic";
+
+  raw.clear();
+  p.sa.reset();
+  EXPECT_EQ(settle(s, "parley_websocket_connections", 1), 1);
+  EXPECT_EQ(settle(s, "parley_sessions_authenticated", 1), 1);
+  p.sb.reset();
+  EXPECT_EQ(settle(s, "parley_websocket_connections", 0), 0);
+  EXPECT_EQ(settle(s, "parley_sessions_authenticated", 0), 0);
+}
+
+TEST_F(Metrics, PostgresRabbitmqPromtoolCleanOnEveryNodeAndCountersExact) {
+  PgDatabase db;
+  auto& na = own(cluster_args(db.url(), unique_name("obsa")));
+  auto& nb = own(cluster_args(db.url(), unique_name("obsb")));
+  ASSERT_TRUE(eventually([&] { return value_of(na, "parley_bus_connected") == 1 &&
+                                      value_of(nb, "parley_bus_connected") == 1; }, 10s));
+
+  const double rxa0 = value_of(na, "parley_messages_received_total");
+  const double rxb0 = value_of(nb, "parley_messages_received_total");
+  const double txa0 = value_of(na, "parley_messages_delivered_total");
+  const double txb0 = value_of(nb, "parley_messages_delivered_total");
+
+  auto p = make_pair(na, nb);
+  auto extra = na.connect_ws();
+  EXPECT_EQ(settle(na, "parley_websocket_connections", 2), 2);
+  EXPECT_EQ(settle(nb, "parley_websocket_connections", 1), 1);
+
+  constexpr int kN = 20;
+  exchange(p, kN);
+  p.sa->barrier();
+  // Sent on A only; each node delivers to its own member of the room.
+  EXPECT_EQ(settle(na, "parley_messages_received_total", rxa0 + kN), rxa0 + kN);
+  EXPECT_EQ(settle(nb, "parley_messages_received_total", rxb0), rxb0);
+  EXPECT_EQ(settle(na, "parley_messages_delivered_total", txa0 + kN), txa0 + kN);
+  EXPECT_EQ(settle(nb, "parley_messages_delivered_total", txb0 + kN), txb0 + kN);
+  std::this_thread::sleep_for(300ms);
+  for (auto* n : {&na, &nb}) {
+    const auto body = scrape(*n);
+    EXPECT_TRUE(promtool_clean(body, n->node_id()));
+    EXPECT_EQ(value(body, "parley_bus_connected"), 1);
+    EXPECT_EQ(value(body, "parley_store_ready"), 1);
+    EXPECT_TRUE(sample(body, "parley_bus_queue_depth").has_value());
+  }
+  EXPECT_EQ(value_of(na, "parley_messages_delivered_total"), txa0 + kN);
+  EXPECT_EQ(value_of(nb, "parley_messages_delivered_total"), txb0 + kN);
+  EXPECT_GE(value_of(nb, "parley_bus_consumed_total"), kN);
+  EXPECT_GE(value_of(na, "parley_bus_published_total"), kN);
+}
+
+// ---- 2. real Prometheus ----------------------------------------------------------------------
+
+// Debian's Prometheus on a free loopback port below 32768, scraping `targets` every second, with
+// a temporary TSDB. Killed on destruction.
+class Prometheus {
+ public:
+  explicit Prometheus(const std::vector<std::string>& targets) {
+    port_ = static_cast<std::uint16_t>(20000 + (::getpid() * 7 + 13) % 9000);
+    std::string t;
+    for (const auto& x : targets) t += (t.empty() ? "'" : ", '") + x + "'";
+    {
+      std::ofstream cfg(dir_.path() / "prometheus.yml");
+      cfg << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+          << "scrape_configs:\n  - job_name: parleyd\n    static_configs:\n      - targets: ["
+          << t << "]\n";
+    }
+    log_ = dir_.path() / "prometheus.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const std::string cfg = "--config.file=" + (dir_.path() / "prometheus.yml").string();
+      const std::string tsdb = "--storage.tsdb.path=" + (dir_.path() / "tsdb").string();
+      const std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+      std::FILE* f = std::fopen(log_.c_str(), "w");
+      if (f) {
+        ::dup2(fileno(f), 1);
+        ::dup2(fileno(f), 2);
+      }
+      ::execl("/usr/bin/prometheus", "prometheus", cfg.c_str(), tsdb.c_str(), listen.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    if (!eventually([&] { return http().get("/-/ready").status == 200; }, 20s)) {
+      throw std::runtime_error("prometheus did not become ready:\n" + log());
+    }
+  }
+  ~Prometheus() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  client::HttpClient http() const { return client::HttpClient("127.0.0.1", port_, 5s); }
+  std::string log() const {
+    std::ifstream f(log_);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+  // The value of an instant query returning one series, or nullopt (no data yet).
+  std::optional<double> query(const std::string& promql) {
+    std::string enc;
+    for (unsigned char c : promql) {
+      if (std::isalnum(c) || c == '_' || c == '.' || c == '-') {
+        enc += static_cast<char>(c);
+      } else {
+        char b[4];
+        std::snprintf(b, sizeof b, "%%%02X", c);
+        enc += b;
+      }
+    }
+    auto res = http().get("/api/v1/query?query=" + enc);
+    if (res.status != 200) return std::nullopt;
+    auto j = res.json();
+    if (j.value("status", "") != "success") return std::nullopt;
+    const auto& r = j["data"]["result"];
+    if (!r.is_array() || r.size() != 1) return std::nullopt;
+    return std::stod(r[0]["value"][1].get<std::string>());
+  }
+  // Waits until `promql` evaluates to `want`; returns the last value (NaN when none).
+  double await(const std::string& promql, double want, std::chrono::milliseconds t = 15s) {
+    double last = std::nan("");
+    eventually([&] {
+      auto v = query(promql);
+      if (v) last = *v;
+      return v && *v == want;
+    }, t);
+    return last;
+  }
+
+ private:
+  TempDir dir_;
+  std::filesystem::path log_;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
+
+TEST_F(Metrics, PrometheusQueryApiSeesExactConnectionsAndMessages) {
+  auto& s = own();
+  const std::string target = s.host() + ":" + std::to_string(s.port());
+  Prometheus prom({target});
+  const std::string sel = "{instance=\"" + target + "\"}";
+  ASSERT_EQ(prom.await("up" + sel, 1), 1) << prom.log();
+  ASSERT_EQ(prom.await("parley_websocket_connections" + sel, 0), 0);
+  const double rx0 = value_of(s, "parley_messages_received_total");
+  const double tx0 = value_of(s, "parley_messages_delivered_total");
+  ASSERT_EQ(prom.await("parley_messages_received_total" + sel, rx0), rx0);
+  ASSERT_EQ(prom.await("parley_messages_delivered_total" + sel, tx0), tx0);
+
+  auto p = make_pair(s, s);
+  std::vector<std::unique_ptr<client::WsClient>> raw;
+  for (int i = 0; i < 4; ++i) raw.push_back(s.connect_ws());
+  EXPECT_EQ(prom.await("parley_websocket_connections" + sel, 6), 6);
+  EXPECT_EQ(prom.await("parley_sessions_authenticated" + sel, 2), 2);
+
+  constexpr int kN = 17;
+  exchange(p, kN);
+  EXPECT_EQ(prom.await("parley_messages_received_total" + sel, rx0 + kN), rx0 + kN);
+  EXPECT_EQ(prom.await("parley_messages_delivered_total" + sel, tx0 + 2 * kN), tx0 + 2 * kN);
+
+  raw.resize(1);
+  EXPECT_EQ(prom.await("parley_websocket_connections" + sel, 3), 3);
+}
+
+// ---- 3. queue depth and store latency --------------------------------------------------------
+
+TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsPaused) {
+  PgDatabase db;
+  auto& na = own(cluster_args(db.url(), unique_name("obsqa")));
+  auto& nb = own(cluster_args(db.url(), unique_name("obsqb")));
+  ASSERT_TRUE(eventually([&] { return value_of(na, "parley_bus_connected") == 1 &&
+                                      value_of(nb, "parley_bus_connected") == 1; }, 10s));
+  auto p = make_pair(na, nb);  // B's session subscribes B's queue to the room
+  // Idle: nothing waits in B's queue.
+  EXPECT_TRUE(eventually([&] { return value_of(nb, "parley_bus_queue_depth") == 0; }, 5s));
+
+  // Pause B (its bus consumer with it) for well under the AMQP heartbeat timeout, and publish
+  // one typing event per round trip from A: each becomes an AMQP message of its own in B's
+  // queue, past the 256 that the broker pushes ahead (prefetch).
+  struct Cont {
+    pid_t pid = -1;
+    ~Cont() { if (pid > 0) ::kill(pid, SIGCONT); }
+  } cont;
+  // ServerProcess does not expose its pid; find it by the unique port in /proc.
+  const std::string needle = "127.0.0.1:" + std::to_string(nb.port());
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find("parleyd") != std::string::npos && cmd.find(needle) != std::string::npos) {
+      cont.pid = std::stoi(name);
+      break;
+    }
+  }
+  ASSERT_GT(cont.pid, 0) << "no parleyd process listening on " << needle;
+  ASSERT_EQ(::kill(cont.pid, SIGSTOP), 0);
+  const auto paused = std::chrono::steady_clock::now();
+  int rounds = 0;
+  while (rounds < 1500 && std::chrono::steady_clock::now() - paused < 1500ms) {
+    p.sa->send({{"type", "typing"}, {"room", p.room}});
+    p.sa->barrier();
+    ++rounds;
+  }
+  ::kill(cont.pid, SIGCONT);
+  cont.pid = -1;
+  // After resuming, B's first depth check reports what waited; the value holds for a second.
+  double max_depth = 0;
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  while (std::chrono::steady_clock::now() < until) {
+    max_depth = std::max(max_depth, value_of(nb, "parley_bus_queue_depth"));
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_GE(max_depth, 50) << rounds << " typing events published while B was paused";
+  // And B drains it.
+  EXPECT_TRUE(eventually([&] { return value_of(nb, "parley_bus_queue_depth") == 0; }, 10s));
+}
+
+TEST_F(Metrics, StoreLatencyHistogramShowsASlowStore) {
+  PgDatabase db;
+  auto& n = own(cluster_args(db.url(), unique_name("obss")));
+  auto p = make_pair(n, n);
+  const std::string over = R"(parley_store_query_seconds_bucket{op="append",le="0.5"})";
+  const std::string count = R"(parley_store_query_seconds_count{op="append"})";
+  p.sa->send_message(p.room, "fast");
+  auto body = scrape(n);
+  ASSERT_EQ(value(body, count) - value(body, over), 0) << "no append took 0.5 s yet";
+
+  // Lock the rooms table for 1.2 s: the next append waits for it.
+  std::thread locker([&] {
+    run_cmd("psql -X -q '" + db.url() +
+            "' -c 'BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.2); "
+            "COMMIT;'");
+  });
+  std::this_thread::sleep_for(300ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  p.sa->send_message(p.room, "slow");
+  const auto took = std::chrono::steady_clock::now() - t0;
+  locker.join();
+  EXPECT_GE(took, 500ms) << "the append did not wait for the lock";
+  body = scrape(n);
+  EXPECT_GE(value(body, count) - value(body, over), 1)
+      << "the slow append is not in a bucket above 0.5 s";
+  EXPECT_GE(value(body, R"(parley_store_query_seconds_sum{op="append"})"), 0.5);
+  EXPECT_TRUE(promtool_clean(body, n.node_id()));
+}
+
+}  // namespace
+}  // namespace parley::test
