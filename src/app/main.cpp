@@ -4,10 +4,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <string>
 #include <string_view>
+#include <vector>
 #include <spdlog/spdlog.h>
 
 #include "app/config.hpp"
@@ -141,9 +144,63 @@ Result<std::unique_ptr<bus::Bus>, std::string> make_bus(const app::Config& c,
   return unexpected("--bus expects inproc or amqp://..., got '" + c.bus + "'");
 }
 
+// `parleyd admin grant|revoke USER [--store URL]`: sets or clears a user's admin flag, the one
+// way to make an admin (registration never does). Safe while a node runs on the same store.
+int admin_command(int argc, char** argv) {
+  const char* usage = "usage: parleyd admin grant|revoke USER [--store URL]";
+  app::Config config;
+  std::vector<std::string> positional;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--store" && i + 1 < argc) {
+      config.store = argv[++i];
+    } else if (a.rfind("--store=", 0) == 0) {
+      config.store = a.substr(8);
+    } else if (a == "-h" || a == "--help") {
+      std::printf("%s\n", usage);
+      return 0;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "parleyd admin: unknown option %s; %s\n", a.c_str(), usage);
+      return 1;
+    } else {
+      positional.push_back(std::move(a));
+    }
+  }
+  if (positional.size() != 2 || (positional[0] != "grant" && positional[0] != "revoke")) {
+    std::fprintf(stderr, "parleyd admin: %s\n", usage);
+    return 1;
+  }
+  const bool grant = positional[0] == "grant";
+  const std::string& user = positional[1];
+  spdlog::set_level(spdlog::level::warn);  // one line of our own, not the store's start-up log
+  metrics::Registry registry;
+  auto store = make_store(config, registry);
+  if (!store) {
+    std::fprintf(stderr, "parleyd admin: cannot open the store: %s\n", store.error().c_str());
+    return 1;
+  }
+  std::promise<Result<Ok>> done;
+  auto result = done.get_future();
+  (*store)->set_admin(user, grant, [&done](Result<Ok> r) { done.set_value(std::move(r)); });
+  const auto r = result.get();
+  store->reset();
+  if (!r) {
+    if (r.error() == store::StoreErrc::not_found) {
+      std::fprintf(stderr, "parleyd admin: no user %s\n", user.c_str());
+    } else {
+      std::fprintf(stderr, "parleyd admin: cannot %s admin: %s\n", positional[0].c_str(),
+                   r.error().message().c_str());
+    }
+    return 1;
+  }
+  std::printf("%s is %s an admin\n", user.c_str(), grant ? "now" : "no longer");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "admin") return admin_command(argc, argv);
   app::Config config;
   auto parsed = app::parse_config(argc, argv, config);
   if (!parsed) {

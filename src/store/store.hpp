@@ -70,6 +70,7 @@ struct UserAuth {
 struct TokenInfo {
   std::string user;
   std::int64_t expires_at = 0;  // unix seconds
+  bool is_admin = false;        // the user's admin flag (set by `parleyd admin grant`)
 };
 
 struct RoomSummary {
@@ -104,6 +105,8 @@ class Store {
                             Callback<Ok> cb) = 0;
   virtual void lookup_token(std::string token_hash, Callback<TokenInfo> cb) = 0;  // read
   virtual void delete_token(std::string token_hash, Callback<TokenInfo> cb) = 0;  // not_found if absent
+  // set_admin: sets or clears the user's admin flag (a write); not_found for an unknown user.
+  virtual void set_admin(std::string user, bool admin, Callback<Ok> cb) = 0;
 
   // Rooms and membership.
   // create_room: conflict if it exists; the creator becomes a member.

@@ -10,6 +10,7 @@
 #include "core/names.hpp"
 #include "core/throttle.hpp"
 #include "protocol/messages.hpp"
+#include "transport/admin_api.hpp"
 #include "transport/history.hpp"
 
 namespace parley::transport {
@@ -323,6 +324,8 @@ bool handle_api(Node& node, ApiRequest req, Respond done) {
   } else if (p == "/api/v1/logout") {
     if (!post) done(error_response(405, "bad_request", "use POST"));
     else do_logout(node, req, done);
+  } else if (p == "/api/v1/admin/nodes") {
+    handle_admin_nodes(node, req, done);
   } else if (p == "/api/v1/rooms") {
     if (!get) done(error_response(405, "bad_request", "use GET"));
     else do_rooms(node, req, done);

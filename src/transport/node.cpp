@@ -5,10 +5,13 @@
 #include <charconv>
 #include <chrono>
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include "protocol/messages.hpp"
+#include "transport/admin_api.hpp"
 #include "transport/shard.hpp"
 #include "transport/ws_session.hpp"
 
@@ -217,6 +220,9 @@ void Node::publish_node_event(bool snapshot) {
       protocol::append_json_string(p, u);
     }
     p += ']';
+  } else {
+    // This node's figures, for the admin dashboard on whichever node serves it.
+    p += ",\"stats\":" + collect_node_stats(*this);
   }
   p += '}';
   ev->payload = std::move(p);
@@ -240,6 +246,14 @@ std::vector<std::string> Node::on_node_event(const bus::Event& ev) {
     is_new = peer.incarnation != incarnation;
     peer.incarnation = incarnation;
     peer.last_seen = std::chrono::steady_clock::now();
+    if (is_new) peer.stats.clear();
+    auto stats = d.FindMember("stats");
+    if (stats != d.MemberEnd() && stats->value.IsObject()) {
+      rapidjson::StringBuffer buf;
+      rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+      stats->value.Accept(w);
+      peer.stats.assign(buf.GetString(), buf.GetSize());
+    }
   }
   if (is_new) {
     // A node we did not know, or one that restarted: forget what it had, and tell it who is
@@ -278,11 +292,12 @@ void Node::deliver_presence_changes(const std::vector<std::string>& users) {
 }
 
 void Node::join() {
-  heartbeat_timer_.reset();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  // Only now: the timer belongs to shard 0's thread while it runs.
+  heartbeat_timer_.reset();
   hash_pool_.join();
 }
 
@@ -354,6 +369,16 @@ void Node::authenticate(const std::string& token,
     }
     cb(std::move(r));
   });
+}
+
+std::vector<std::string> Node::peer_stats() {
+  std::vector<std::string> out;
+  std::lock_guard lock(peers_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, peer] : peers_) {
+    if (!peer.stats.empty() && now - peer.last_seen <= opts_.node_timeout) out.push_back(peer.stats);
+  }
+  return out;
 }
 
 void Node::forget_token(const std::string& token_hash) {

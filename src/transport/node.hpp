@@ -124,6 +124,9 @@ class Node {
   void forget_token(const std::string& token_hash);
   static std::string hash_token(std::string_view token);
 
+  // The latest heartbeat figures of each live peer, as JSON objects (see admin_api.hpp).
+  std::vector<std::string> peer_stats();
+
   // Publishing helpers (any thread).
   void publish_message(const store::StoredMessage& m);
   void publish_typing(const std::string& room, const std::string& user);
@@ -165,6 +168,7 @@ class Node {
   struct Peer {
     std::string incarnation;
     std::chrono::steady_clock::time_point last_seen;
+    std::string stats;  // the "stats" object of its latest heartbeat, as JSON (admin API)
   };
   std::mutex peers_mu_;
   std::unordered_map<std::string, Peer> peers_;

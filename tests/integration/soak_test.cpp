@@ -124,7 +124,7 @@ class Soak : public IntegrationTest {};
 TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
   const char* env = std::getenv("PARLEY_SOAK_SECONDS");
   const auto abuse = std::chrono::seconds(env ? std::atoi(env) : 40);
-  auto& s = own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "1048576",
+  auto& s = own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "262144",
                  "--auth-timeout-ms", "1000", "--argon2-memlimit-kib", "1024", "--argon2-opslimit", "1",
                  "--login-burst-per-user", "5", "--login-rate-per-user", "0.5"});
   const pid_t pid = server_pid(s);
@@ -326,9 +326,9 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
         raw.connect(s.host(), s.port(), /*rcvbuf=*/4096);
         auth_raw(raw, slow[i].token);
         ++f.slow_readers;
-        const auto until = std::min(deadline, steady::now() + 8s);
+        const auto until = deadline;  // hold it unread for the whole abuse phase
         while (running() && steady::now() < until) std::this_thread::sleep_for(100ms);
-        auto c = raw.wait_close(2s);  // drains what arrived; closed only if it was too slow
+        auto c = raw.wait_close(30s);  // drains what arrived, up to the close
         if (c.got_close_frame && c.code == 1008 && c.reason == "slow consumer") ++f.slow_closed;
       }
     }));

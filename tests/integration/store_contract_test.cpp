@@ -99,6 +99,9 @@ class Blocking {
   Result<TokenInfo> delete_token(const std::string& h) {
     return wait_for<TokenInfo>([&](auto cb) { s_.delete_token(h, cb); });
   }
+  Result<Ok> set_admin(const std::string& user, bool admin) {
+    return wait_for<Ok>([&](auto cb) { s_.set_admin(user, admin, cb); });
+  }
   Result<Ok> create_room(const std::string& r, RoomKind k, const std::string& creator) {
     return wait_for<Ok>([&](auto cb) { s_.create_room(r, k, creator, cb); });
   }
@@ -508,6 +511,33 @@ TEST_P(StoreContract, TokenLifecycleAndErrors) {
   EXPECT_EQ(deleted->expires_at, 1'900'000'000);
   EXPECT_EQ(error_of(db_->lookup_token("h1")), StoreErrc::not_found);
   EXPECT_EQ(error_of(db_->delete_token("h1")), StoreErrc::not_found);
+}
+
+TEST_P(StoreContract, AdminFlagDefaultsOffAndFollowsSetAdmin) {
+  seed();
+  ASSERT_TRUE(db_->create_token("ha", "alice", 1'900'000'000).has_value());
+  ASSERT_TRUE(db_->create_token("hb", "bob", 1'900'000'000).has_value());
+  EXPECT_FALSE(db_->lookup_token("ha")->is_admin);
+  EXPECT_FALSE(db_->lookup_token("hb")->is_admin);
+
+  ASSERT_TRUE(db_->set_admin("alice", true).has_value());
+  EXPECT_TRUE(db_->lookup_token("ha")->is_admin);
+  EXPECT_FALSE(db_->lookup_token("hb")->is_admin);
+  ASSERT_TRUE(db_->set_admin("alice", true).has_value());  // idempotent
+  EXPECT_TRUE(db_->lookup_token("ha")->is_admin);
+
+  // A reopened store reads the flag back.
+  reopen();
+  EXPECT_TRUE(db_->lookup_token("ha")->is_admin);
+  ASSERT_TRUE(db_->set_admin("alice", false).has_value());
+  EXPECT_FALSE(db_->lookup_token("ha")->is_admin);
+  EXPECT_EQ(db_->lookup_token("ha")->user, "alice");
+}
+
+TEST_P(StoreContract, SetAdminUnknownUserIsNotFound) {
+  seed();
+  EXPECT_EQ(error_of(db_->set_admin("nobody", true)), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->set_admin("nobody", false)), StoreErrc::not_found);
 }
 
 // --- rooms and membership ----------------------------------------------------------------------

@@ -54,6 +54,7 @@ enum class Op {
   read_range,
   history,
   set_read,
+  set_admin,
   count,
 };
 constexpr std::size_t kOpCount = static_cast<std::size_t>(Op::count);
@@ -61,6 +62,7 @@ constexpr std::array<const char*, kOpCount> kOpNames = {
     "create_user", "get_user",   "create_token", "lookup_token", "delete_token", "create_room",
     "join_room",   "leave_room", "invite",       "open_dm",      "is_member",    "list_rooms",
     "room_info",   "append",     "read_range",   "history",      "set_read",
+    "set_admin",
 };
 
 // Type OIDs of the binary array elements the adapter sends (pg_type.h; stable across versions).
@@ -315,6 +317,7 @@ enum class Stmt {
   room_info,
   read_range,
   history,
+  set_admin,
   count,
 };
 constexpr std::size_t kStmtCount = static_cast<std::size_t>(Stmt::count);
@@ -389,7 +392,8 @@ constexpr std::array<const char*, kStmtCount> kStmtSql = {
     // get_user
     "SELECT password_hash FROM users WHERE name = $1::text",
     // lookup_token
-    "SELECT user_name, expires_at FROM tokens WHERE hash = $1::text",
+    "SELECT t.user_name, t.expires_at, COALESCE(u.is_admin, false) FROM tokens t "
+    "LEFT JOIN users u ON u.name = t.user_name WHERE t.hash = $1::text",
     // is_member
     "SELECT true FROM members WHERE room = $1::text AND user_name = $2::text",
     // list_rooms
@@ -408,6 +412,8 @@ constexpr std::array<const char*, kStmtCount> kStmtSql = {
     "  SELECT seq, sender, body, ts_ms, client_msg_id FROM messages "
     "  WHERE room = $1::text AND seq < $2::int8 ORDER BY seq DESC LIMIT $3::int8"
     ") m ON true WHERE r.name = $1::text ORDER BY m.seq DESC",
+    // set_admin
+    "UPDATE users SET is_admin = $2::int8 <> 0 WHERE name = $1::text RETURNING true",
 };
 
 std::string stmt_name(Stmt s) {
@@ -901,7 +907,14 @@ Result<TokenInfo> op_lookup_token(Session& s, const std::string& hash) {
   auto r = s.query(Stmt::lookup_token, std::move(Params().text(hash)));
   if (!r) return unexpected(r.error());
   if (r->rows() == 0) return unexpected(err(StoreErrc::not_found));
-  return TokenInfo{r->str(0, 0), r->i64(0, 1)};
+  return TokenInfo{r->str(0, 0), r->i64(0, 1), r->boolean(0, 2)};
+}
+
+Result<Ok> op_set_admin(Session& s, const std::string& user, bool admin) {
+  auto r = s.query(Stmt::set_admin, std::move(Params().text(user).i64(admin ? 1 : 0)));
+  if (!r) return unexpected(r.error());
+  if (r->rows() == 0) return unexpected(err(StoreErrc::not_found));
+  return Ok{};
 }
 
 Result<TokenInfo> op_delete_token(Session& s, const std::string& hash) {
@@ -2151,6 +2164,14 @@ void PostgresStore::delete_token(std::string token_hash, Callback<TokenInfo> cb)
   impl_->write<TokenInfo>(
       Op::delete_token, std::move(needs),
       [hash = std::move(token_hash)](Session& s) { return op_delete_token(s, hash); },
+      std::move(cb));
+}
+
+void PostgresStore::set_admin(std::string user, bool admin, Callback<Ok> cb) {
+  LockNeeds needs{{}, "u:" + user};
+  impl_->write<Ok>(
+      Op::set_admin, std::move(needs),
+      [user = std::move(user), admin](Session& s) { return op_set_admin(s, user, admin); },
       std::move(cb));
 }
 

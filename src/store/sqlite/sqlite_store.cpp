@@ -50,6 +50,7 @@ enum class Op {
   read_range,
   history,
   set_read,
+  set_admin,
   count,
 };
 constexpr std::size_t kOpCount = static_cast<std::size_t>(Op::count);
@@ -57,6 +58,7 @@ constexpr std::array<const char*, kOpCount> kOpNames = {
     "create_user", "get_user",   "create_token", "lookup_token", "delete_token", "create_room",
     "join_room",   "leave_room", "invite",       "open_dm",      "is_member",    "list_rooms",
     "room_info",   "append",     "read_range",   "history",      "set_read",
+    "set_admin",
 };
 
 std::int64_t now_unix_ms() {
@@ -377,10 +379,20 @@ Result<Ok> op_create_token(Connection& c, const std::string& hash, const std::st
 }
 
 Result<TokenInfo> op_lookup_token(Connection& c, const std::string& hash) {
-  Query q(c, "SELECT user, expires_at FROM tokens WHERE hash = ?1");
+  Query q(c,
+          "SELECT t.user, t.expires_at, COALESCE(u.is_admin, 0) FROM tokens t "
+          "LEFT JOIN users u ON u.name = t.user WHERE t.hash = ?1");
   q.bind(hash);
   if (!q.next()) return unexpected(q.error() ? q.error() : err(StoreErrc::not_found));
-  return TokenInfo{q.text(0), q.i64(1)};
+  return TokenInfo{q.text(0), q.i64(1), q.i64(2) != 0};
+}
+
+Result<Ok> op_set_admin(Connection& c, const std::string& user, bool admin) {
+  Query q(c, "UPDATE users SET is_admin = ?2 WHERE name = ?1");
+  q.bind(user, static_cast<std::int64_t>(admin ? 1 : 0));
+  if (auto e = q.run()) return unexpected(e);
+  if (q.changes() == 0) return unexpected(err(StoreErrc::not_found));
+  return Ok{};
 }
 
 Result<TokenInfo> op_delete_token(Connection& c, const std::string& hash) {
@@ -1089,6 +1101,15 @@ void SqliteStore::delete_token(std::string token_hash, Callback<TokenInfo> cb) {
       Op::delete_token,
       [hash = std::move(token_hash)](Connection& c, std::int64_t) {
         return op_delete_token(c, hash);
+      },
+      std::move(cb));
+}
+
+void SqliteStore::set_admin(std::string user, bool admin, Callback<Ok> cb) {
+  impl_->write<Ok>(
+      Op::set_admin,
+      [user = std::move(user), admin](Connection& c, std::int64_t) {
+        return op_set_admin(c, user, admin);
       },
       std::move(cb));
 }

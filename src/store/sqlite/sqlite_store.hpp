@@ -69,6 +69,7 @@ class SqliteStore final : public Store {
                     Callback<Ok> cb) override;
   void lookup_token(std::string token_hash, Callback<TokenInfo> cb) override;
   void delete_token(std::string token_hash, Callback<TokenInfo> cb) override;
+  void set_admin(std::string user, bool admin, Callback<Ok> cb) override;
 
   void create_room(std::string room, RoomKind kind, std::string creator, Callback<Ok> cb) override;
   void join_room(std::string room, std::string user, Callback<JoinResult> cb) override;
