@@ -152,6 +152,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"hash-threads", "threads that hash passwords", "2", number(t.hash_threads, 1u, 64u), {}},
       {"store-readers", "SQLite reader threads", "2", number(c.store_readers, 1u, 64u), {}},
       {"store-pool", "PostgreSQL connections (writer and readers)", "4", number(c.store_pool, 2u, 256u), {}},
+      {"bus-consume-delay-ms", "testing only: the RabbitMQ consumer sleeps this long per message, so this node's queue fills (0: off)", "0", number(c.bus_consume_delay_ms, 0u, 10000u), {}},
       {"allowed-origins", "comma-separated origins (or *) whose pages may open a WebSocket besides the server's own", "none: same origin, or no Origin header", text(allowed_origins), {}},
       {"login-rate-per-user", "failed logins per second per username (token bucket refill)", "0.1", real(th.login.per_user.per_second, 0), {}},
       {"login-burst-per-user", "failed logins per username before 429 (0: no limit)", "10", real(th.login.per_user.burst, 0), {}},

@@ -137,6 +137,7 @@ Result<std::unique_ptr<bus::Bus>, std::string> make_bus(const app::Config& c,
     o.url = c.bus;
     o.node_id = c.transport.node_id;
     o.metrics = &registry;
+    o.consume_delay = std::chrono::milliseconds(c.bus_consume_delay_ms);
     auto b = bus::RabbitmqBus::create(std::move(o));
     if (!b) return unexpected("--bus: " + b.error());
     return std::unique_ptr<bus::Bus>(std::move(*b));

@@ -4,6 +4,10 @@
 
 namespace parley::transport {
 
+std::string message_json(const store::StoredMessage& m) {
+  return protocol::encode_message({m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id});
+}
+
 void load_history(Node& node, const std::string& room, std::uint64_t before, std::uint32_t limit,
                   std::function<void(Result<HistoryJson>)> cb) {
   if (before == 0) {  // nothing has a seq below 1
@@ -36,9 +40,8 @@ void load_history(Node& node, const std::string& room, std::uint64_t before, std
                          h.has_more = r->has_more;
                          h.messages.reserve(r->messages.size());
                          for (auto& m : r->messages) {
-                           h.messages.push_back(std::make_shared<const std::string>(
-                               protocol::encode_message({m.room, m.seq, m.from, m.body, m.ts_ms,
-                                                         m.client_msg_id})));
+                           h.messages.push_back(
+                               std::make_shared<const std::string>(message_json(m)));
                          }
                          cb(std::move(h));
                        });

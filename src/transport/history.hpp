@@ -15,6 +15,9 @@
 
 namespace parley::transport {
 
+// The `message` frame JSON of a stored message (encoded once, shared by every recipient).
+std::string message_json(const store::StoredMessage& m);
+
 struct HistoryJson {
   std::vector<std::shared_ptr<const std::string>> messages;  // ascending seq
   bool has_more = false;

@@ -12,6 +12,7 @@
 
 #include "protocol/messages.hpp"
 #include "transport/admin_api.hpp"
+#include "transport/history.hpp"
 #include "transport/shard.hpp"
 #include "transport/ws_session.hpp"
 
@@ -393,8 +394,7 @@ void Node::publish_message(const store::StoredMessage& m) {
   ev->room = m.room;
   ev->seq = m.seq;
   ev->origin_node = opts_.node_id;
-  ev->payload =
-      protocol::encode_message({m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id});
+  ev->payload = message_json(m);
   // Cached before the ack is sent, so a history read right after an ack on this node sees the
   // message (the bus's copy, arriving later, is then a no-op for the cache).
   cache_.put(m.room, {m.seq, {}, {}, 0, {}, std::shared_ptr<const std::string>(ev, &ev->payload)});

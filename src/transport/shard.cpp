@@ -7,6 +7,7 @@
 
 #include "protocol/messages.hpp"
 #include "protocol/ws_frame.hpp"
+#include "transport/history.hpp"
 #include "transport/ws_session.hpp"
 
 namespace parley::transport {
@@ -168,8 +169,7 @@ void Shard::start_repair(const std::string& room_name, Room& room, std::uint64_t
             ev->kind = bus::EventKind::message;
             ev->room = m.room;
             ev->seq = m.seq;
-            ev->payload = protocol::encode_message(
-                {m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id});
+            ev->payload = message_json(m);
             Delivery d;
             d.frame = make_text_frame(ev->payload);
             d.event = std::move(ev);

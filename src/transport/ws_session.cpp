@@ -435,7 +435,7 @@ void WsSession::remove_room(const std::string& room) {
   maybe_synced();
 }
 
-void WsSession::fetch_gap(const std::string& room) {
+void WsSession::fetch_gap(const std::string& room, std::uint64_t up_to) {
   auto it = rooms_.find(room);
   if (it == rooms_.end() || it->second.fetching) return;
   RoomSync& rs = it->second;
@@ -443,53 +443,50 @@ void WsSession::fetch_gap(const std::string& room) {
   const std::uint64_t after = rs.last;
   const std::size_t page = node_.options().replay_page;
   // The recent-message cache holds the newest contiguous run of each subscribed room; when it
-  // reaches back to `after` it answers without the store.
-  // A hit with nothing in it while the shard has delivered more means the cached run stopped
-  // short of what is committed (it is filled as messages pass): read the store instead.
+  // reaches back to `after` it answers without the store. A hit with nothing in it while the
+  // shard has delivered more means the run stopped short of what is committed: read the store.
   auto hit = node_.cache().since(room, after, page);
   if (hit && hit->empty() && after < shard_.room_last(room)) hit.reset();
   if (hit) {
     node_.metrics().cache_hits.inc();
     std::vector<std::shared_ptr<const std::string>> frames;
     std::vector<std::uint64_t> seqs;
-    frames.reserve(hit->size());
     for (auto& e : *hit) {
+      if (e.seq > up_to) break;
       frames.push_back(make_text_frame(*e.json));
       seqs.push_back(e.seq);
     }
-    bool complete = hit->size() < page;
-    on_gap_fetched(room, std::move(frames), std::move(seqs), complete);
+    on_gap_fetched(room, std::move(frames), std::move(seqs), hit->size() < page);
     return;
   }
   node_.metrics().cache_misses.inc();
   node_.store().read_range(
-      room, after, UINT64_MAX, static_cast<std::uint32_t>(page),
-      [self = shared_from_this(), room, page](Result<std::vector<store::StoredMessage>> r) {
+      room, after, up_to, static_cast<std::uint32_t>(page),
+      [self = shared_from_this(), room, page, up_to](Result<std::vector<store::StoredMessage>> r) {
         std::vector<std::shared_ptr<const std::string>> frames;
         std::vector<std::uint64_t> seqs;
-        bool ok = r.has_value();
+        const bool ok = r.has_value();
         if (ok) {
           for (auto& m : *r) {
-            frames.push_back(make_text_frame(protocol::encode_message(
-                {m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id})));
+            frames.push_back(make_text_frame(message_json(m)));
             seqs.push_back(m.seq);
           }
         }
-        bool complete = ok && r->size() < page;
-        self->post_self([room, frames = std::move(frames), seqs = std::move(seqs), complete,
-                         ok](WsSession& s) mutable {
-          if (!ok) {
-            // The store is down: try again shortly; the room stays held meanwhile.
-            auto t = std::make_shared<asio::steady_timer>(s.shard_.ioc(), std::chrono::milliseconds(500));
-            t->async_wait([t, self = s.shared_from_this(), room](boost::system::error_code) {
-              auto it = self->rooms_.find(room);
-              if (it == self->rooms_.end() || self->state_ != State::live) return;
-              it->second.fetching = false;
-              self->fetch_gap(room);
-            });
+        const bool complete = ok && r->size() < page;
+        self->post_self([room, frames = std::move(frames), seqs = std::move(seqs), complete, ok,
+                         up_to](WsSession& s) mutable {
+          if (ok) {
+            s.on_gap_fetched(room, std::move(frames), std::move(seqs), complete);
             return;
           }
-          s.on_gap_fetched(room, std::move(frames), std::move(seqs), complete);
+          // The store is down: try again shortly; the room stays held meanwhile.
+          auto t = std::make_shared<asio::steady_timer>(s.shard_.ioc(), std::chrono::milliseconds(500));
+          t->async_wait([t, self = s.shared_from_this(), room, up_to](boost::system::error_code) {
+            auto it = self->rooms_.find(room);
+            if (it == self->rooms_.end() || self->state_ != State::live) return;
+            it->second.fetching = false;
+            self->fetch_gap(room, up_to);
+          });
         });
       });
 }
@@ -528,27 +525,10 @@ void WsSession::on_gap_fetched(const std::string& room,
     enqueue(std::move(frame), true);
   }
   if (i < rs.buffer.size()) {
+    // A hole between the replay and the held messages (they were still on their way to the
+    // store's readers): read exactly the hole, then this loop runs again.
     rs.buffer.erase(rs.buffer.begin(), rs.buffer.begin() + static_cast<std::ptrdiff_t>(i));
-    node_.store().read_range(
-        room, rs.last, rs.buffer.front().first - 1, static_cast<std::uint32_t>(node_.options().replay_page),
-        [self = shared_from_this(), room](Result<std::vector<store::StoredMessage>> r) {
-          std::vector<std::shared_ptr<const std::string>> frames;
-          std::vector<std::uint64_t> seqs;
-          if (r) {
-            for (auto& m : *r) {
-              frames.push_back(make_text_frame(protocol::encode_message(
-                  {m.room, m.seq, m.from, m.body, m.ts_ms, m.client_msg_id})));
-              seqs.push_back(m.seq);
-            }
-          }
-          self->post_self([room, frames = std::move(frames), seqs = std::move(seqs)](WsSession& s) mutable {
-            // `complete` is true: this read covered exactly the hole; the loop above runs again.
-            auto it = s.rooms_.find(room);
-            if (it != s.rooms_.end()) it->second.fetching = false;
-            s.on_gap_fetched(room, std::move(frames), std::move(seqs), true);
-          });
-        });
-    rs.fetching = true;
+    fetch_gap(room, rs.buffer.front().first - 1);
     return;
   }
   rs.buffer.clear();

@@ -103,7 +103,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void add_room(const std::string& room, std::uint64_t start_after, std::uint64_t room_last_seq,
                 bool counts_for_synced);
   void remove_room(const std::string& room);
-  void fetch_gap(const std::string& room);
+  // Reads the room's messages after the session's point, up to `up_to`, from the cache or the
+  // store, and hands them to on_gap_fetched.
+  void fetch_gap(const std::string& room, std::uint64_t up_to = UINT64_MAX);
   void on_gap_fetched(const std::string& room, std::vector<std::shared_ptr<const std::string>> frames,
                       std::vector<std::uint64_t> seqs, bool complete);
   void maybe_synced();

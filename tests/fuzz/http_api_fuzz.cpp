@@ -22,6 +22,7 @@
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -122,6 +123,27 @@ void check_http_output(std::string_view out, bool head_requests) {
   }
 }
 
+// Known open bug (docs/security.md, Findings 1): a request target that starts with '?' crashes
+// the server. With PARLEY_FUZZ_SKIP_KNOWN=1 such inputs are skipped, so that a long run can look
+// past it; by default they are not, so that the bug shows until it is fixed.
+bool has_known_crash(std::string_view in) {
+  static const bool skip = [] {
+    const char* e = std::getenv("PARLEY_FUZZ_SKIP_KNOWN");
+    return e != nullptr && *e == '1';
+  }();
+  if (!skip) return false;
+  std::size_t pos = 0;
+  while (pos < in.size()) {
+    std::size_t i = pos;
+    while (i < in.size() && std::isalpha(static_cast<unsigned char>(in[i]))) ++i;
+    if (i > pos && i + 1 < in.size() && in[i] == ' ' && in[i + 1] == '?') return true;
+    const std::size_t nl = in.find('\n', pos);
+    if (nl == std::string_view::npos) break;
+    pos = nl + 1;
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -136,6 +158,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view raw(reinterpret_cast<const char*>(data) + 1, size - 1);
   check_url_decode(raw.substr(0, std::min<std::size_t>(raw.size(), 512)));
   const std::string input = parley::fuzz::substitute(raw);
+  if (has_known_crash(input)) return 0;
 
   auto& shard = node.next_shard();
   auto ex = parley::fuzz::exchange(

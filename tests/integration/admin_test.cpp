@@ -1,11 +1,14 @@
 // The admin flag and the dashboard's API (issue 4): `parleyd admin grant|revoke USER --store URL`
 // against a running node's SQLite store; GET /api/v1/admin/nodes answers 401 without a valid
 // token, 403 for a non-admin and 200 with this node's figures for an admin, and those figures
-// follow the traffic.
+// follow the traffic. In a cluster (PostgreSQL + RabbitMQ: PARLEY_TEST_PG_URL and
+// PARLEY_TEST_AMQP_URL must be set; missing is a failure) each node also answers with the other
+// node's figures, carried in its heartbeats, and drops a node that stopped.
 
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "fixture.hpp"
 
@@ -33,18 +36,58 @@ CmdResult run_admin(const ServerProcess& s, const std::vector<std::string>& args
   return r;
 }
 
-// This node's entry of GET /api/v1/admin/nodes; throws unless 200.
-json own_stats(const ServerProcess& s, const std::string& token) {
+// The entries of GET /api/v1/admin/nodes on `s`, by node id; throws unless 200.
+std::map<std::string, json> all_stats(const ServerProcess& s, const std::string& token) {
   auto res = s.http().get("/api/v1/admin/nodes", token);
   if (res.status != 200) {
     throw std::runtime_error("admin/nodes answered " + std::to_string(res.status) + ": " + res.body);
   }
-  auto body = json::parse(res.body);
-  for (const auto& n : body.at("nodes")) {
-    if (n.at("node") == s.node_id()) return n;
-  }
-  throw std::runtime_error("admin/nodes has no entry for " + s.node_id() + ": " + res.body);
+  std::map<std::string, json> out;
+  const json body = json::parse(res.body);  // named: a range-for over a temporary's member dangles
+  for (const auto& n : body.at("nodes")) out[n.at("node").get<std::string>()] = n;
+  return out;
 }
+
+// This node's entry of GET /api/v1/admin/nodes; throws unless 200.
+json own_stats(const ServerProcess& s, const std::string& token) {
+  auto all = all_stats(s, token);
+  auto it = all.find(s.node_id());
+  if (it == all.end()) throw std::runtime_error("admin/nodes has no entry for " + s.node_id());
+  return it->second;
+}
+
+std::string require_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    throw std::runtime_error(std::string(name) +
+                             " is not set: start the test servers (deploy/servers.sh start DIR) "
+                             "and export what it prints");
+  }
+  return v;
+}
+
+// A database of its own on the test PostgreSQL, dropped on destruction.
+class PgDatabase {
+ public:
+  PgDatabase() {
+    admin_ = require_env("PARLEY_TEST_PG_URL");
+    name_ = "adm_" + std::to_string(::getpid());
+    auto r = std::system(("psql -X -q -v ON_ERROR_STOP=1 '" + admin_ + "' -c 'DROP DATABASE IF EXISTS " +
+                          name_ + " WITH (FORCE)' -c 'CREATE DATABASE " + name_ + "' >/dev/null")
+                             .c_str());
+    if (r != 0) throw std::runtime_error("CREATE DATABASE " + name_ + " failed");
+    url_ = admin_.substr(0, admin_.rfind('/') + 1) + name_;
+  }
+  ~PgDatabase() {
+    (void)std::system(("psql -X -q '" + admin_ + "' -c 'DROP DATABASE IF EXISTS " + name_ +
+                       " WITH (FORCE)' >/dev/null 2>&1")
+                          .c_str());
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string admin_, name_, url_;
+};
 
 class Admin : public IntegrationTest {};
 
@@ -125,6 +168,58 @@ TEST_F(Admin, NodesEndpointRefusesAndThenReportsMovingFigures) {
   // Revoked: refused again.
   ASSERT_EQ(run_admin(s, {"revoke", admin.name}).code, 0);
   EXPECT_EQ(s.http().get("/api/v1/admin/nodes", admin.token).status, 403u);
+}
+
+TEST_F(Admin, EachNodeReportsItsPeersFromTheirHeartbeats) {
+  PgDatabase db;
+  const std::string amqp = require_env("PARLEY_TEST_AMQP_URL");
+  auto args = [&](const std::string& id) {
+    auto a = default_server_args();
+    for (std::string x : {std::string("--store"), db.url(), std::string("--bus"), amqp,
+                          std::string("--node-id"), id, std::string("--heartbeat-ms"),
+                          std::string("200"), std::string("--node-timeout-ms"),
+                          std::string("1500")}) {
+      a.push_back(x);
+    }
+    return a;
+  };
+  auto& na = own(args(unique_name("adma")));
+  auto& nb = own(args(unique_name("admb")));
+  auto admin = register_user(na, "adm");
+  ASSERT_EQ(std::system(("timeout 30 '" + parleyd_path() + "' admin grant " + admin.name +
+                         " --store '" + db.url() + "' >/dev/null 2>&1")
+                            .c_str()),
+            0);
+
+  // Both nodes list both, whichever is asked.
+  ASSERT_TRUE(eventually([&] {
+    auto a = all_stats(na, admin.token);
+    auto b = all_stats(nb, admin.token);
+    return a.count(nb.node_id()) == 1 && b.count(na.node_id()) == 1 && a.size() == 2 &&
+           b.size() == 2;
+  }, 10s));
+  const json b0 = all_stats(na, admin.token).at(nb.node_id());
+
+  // Traffic on B only: A reports B's figures moving (within a heartbeat or two).
+  auto plain = register_user(nb, "usr");
+  Session sb(nb, plain);
+  const std::string room = unique_name("admroom");
+  sb.create(room);
+  constexpr int kN = 10;
+  for (int i = 0; i < kN; ++i) sb.send_message(room, "m" + std::to_string(i));
+  json b1;
+  ASSERT_TRUE(eventually([&] {
+    b1 = all_stats(na, admin.token).at(nb.node_id());
+    return b1["messages_received"].get<double>() >= b0["messages_received"].get<double>() + kN &&
+           b1["connections"].get<double>() >= b0["connections"].get<double>() + 1;
+  }, 5s)) << b1.dump();
+  EXPECT_GT(b1["ts"].get<double>(), b0["ts"].get<double>());
+  EXPECT_GT(b1["rss_bytes"].get<double>(), 0);
+
+  // B stops: A drops it once it is silent for the node timeout.
+  nb.terminate();
+  EXPECT_TRUE(eventually([&] { return all_stats(na, admin.token).count(nb.node_id()) == 0; }, 8s));
+  EXPECT_EQ(all_stats(na, admin.token).size(), 1u);
 }
 
 }  // namespace

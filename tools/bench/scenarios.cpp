@@ -131,6 +131,10 @@ json server_json(const ServerSnapshot& a, const ServerSnapshot& b, double window
     j["delivered"] = b.delivered - a.delivered;
     j["received"] = b.received - a.received;
   }
+  if (a.has_sched && b.has_sched) {
+    j["sched_run_s"] = round3(b.sched_run_s - a.sched_run_s);
+    j["sched_wait_s"] = round3(b.sched_wait_s - a.sched_wait_s);
+  }
   return j;
 }
 
@@ -396,15 +400,19 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
               L.rooms, L.room_size, total_conns, L.users, L.senders, t.body_bytes, c.duration_s, c.warmup_s, c.threads);
   std::printf("  server probe: %s\n", env.probe.describe().c_str());
   std::printf("  note: %s\n\n", kRateLimitNote);
-  std::printf("  %10s %12s %12s %8s %9s %9s %9s %9s %9s %8s %9s  %s\n", "rate/s", "sends/s", "deliv/s", "ratio",
-              "e2e p50", "e2e p99", "e2e p99.9", "e2e max", "ack p99", "srv cpu%", "cpu s/M", "pass");
+  std::printf("  %10s %12s %12s %8s %9s %9s %9s %9s %9s %8s %9s %9s  %s\n", "rate/s", "sends/s", "deliv/s", "ratio",
+              "e2e p50", "e2e p99", "e2e p99.9", "e2e max", "ack p99", "srv cpu%", "cpu s/M", "srv wait", "pass");
   for (const auto& tr : trials) {
     double cpu = tr.b.cpu_s - tr.a.cpu_s;
     double dl = tr.b.has_counters ? tr.b.delivered - tr.a.delivered : static_cast<double>(tr.st.delivered_in_window);
-    std::printf("  %10.0f %12.0f %12.0f %8.4f %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %9.3f  %s\n", tr.rate, tr.sends_per_s,
+    const std::string wait = tr.a.has_sched && tr.b.has_sched
+                                 ? std::to_string(static_cast<int>(std::lround(tr.b.sched_wait_s - tr.a.sched_wait_s))) + " s"
+                                 : std::string("-");
+    std::printf("  %10.0f %12.0f %12.0f %8.4f %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %9.3f %9s  %s\n", tr.rate, tr.sends_per_s,
                 tr.deliveries_per_s, tr.ratio, ms(tr.st.e2e.percentile(50)), ms(tr.st.e2e.percentile(99)),
                 ms(tr.st.e2e.percentile(99.9)), ms(tr.st.e2e.max()), ms(tr.st.ack.percentile(99)),
-                cpu / tr.window_s * 100.0, dl > 0 ? cpu / (dl / 1e6) : 0.0, tr.pass ? "yes" : ("no: " + tr.why).c_str());
+                cpu / tr.window_s * 100.0, dl > 0 ? cpu / (dl / 1e6) : 0.0, wait.c_str(),
+                tr.pass ? "yes" : ("no: " + tr.why).c_str());
   }
   std::printf("\n  %s: rate %.0f/s\n", t.max ? (best ? "best passing" : "no passing rate; last") : "result", main.rate);
   std::printf("  sent %llu (measured), acked %llu, expected deliveries %llu, delivered %llu, ratio %.6f\n",
@@ -417,6 +425,10 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
   std::printf("  server CPU %.2f s in %.1f s (%.1f%% of a core), RSS %.1f MiB; generator CPU %.2f s\n",
               main.b.cpu_s - main.a.cpu_s, main.window_s, (main.b.cpu_s - main.a.cpu_s) / main.window_s * 100,
               main.b.rss_bytes / 1048576.0, main.gen_cpu_s);
+  if (main.a.has_sched && main.b.has_sched) {
+    std::printf("  server threads on CPU %.2f s, runnable but waiting for a CPU %.2f s (a busy machine's share of the latency)\n",
+                main.b.sched_run_s - main.a.sched_run_s, main.b.sched_wait_s - main.a.sched_wait_s);
+  }
   std::printf("  errors %llu, closes %llu, gaps %llu%s\n\n", static_cast<unsigned long long>(main.st.errors),
               static_cast<unsigned long long>(main.st.closes), static_cast<unsigned long long>(main.st.gaps),
               describe_errors(main.st).c_str());
@@ -593,6 +605,10 @@ int run_connect(const CommonOptions& c, ConnectOptions o) {
   std::printf("  server CPU %.2f s (%.1f%% of a core) = %.1f us per connection; generator CPU %.2f s\n", cpu,
               cpu / c.duration_s * 100, st.handshakes_in_window ? cpu / static_cast<double>(st.handshakes_in_window) * 1e6 : 0.0,
               gen_b - gen_a);
+  if (a.has_sched && b.has_sched) {
+    std::printf("  server threads on CPU %.2f s, runnable but waiting for a CPU %.2f s\n",
+                b.sched_run_s - a.sched_run_s, b.sched_wait_s - a.sched_wait_s);
+  }
   if (!st.first_error.empty()) std::printf("  first error: %s\n", st.first_error.c_str());
   std::printf("\n");
 

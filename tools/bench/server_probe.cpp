@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -63,6 +64,22 @@ bool read_proc(pid_t pid, double& cpu_s, double& rss_bytes, std::string& err) {
   return true;
 }
 
+// Sums run and run-queue wait nanoseconds over the process's threads.
+bool read_schedstat(pid_t pid, double& run_s, double& wait_s) {
+  std::error_code ec;
+  bool any = false;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(t.path() / "schedstat");
+    double run = 0, wait = 0;
+    if (in >> run >> wait) {
+      run_s += run / 1e9;
+      wait_s += wait / 1e9;
+      any = true;
+    }
+  }
+  return any;
+}
+
 }  // namespace
 
 ServerSnapshot ServerProbe::take() const {
@@ -110,6 +127,7 @@ ServerSnapshot ServerProbe::take() const {
       }
       cpu += c;
       rss += r;
+      if (read_schedstat(p, s.sched_run_s, s.sched_wait_s)) s.has_sched = true;
     }
     s.cpu_s = cpu;
     s.rss_bytes = rss;

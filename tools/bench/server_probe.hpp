@@ -23,6 +23,11 @@ struct ServerSnapshot {
   double slow_closes = 0; // parley_slow_consumer_closes_total
   double rate_limited = 0;
   bool has_counters = false;  // delivered/received came from /metrics
+  // With --server-pid: the server threads' time on a CPU and time runnable but waiting for
+  // one (/proc/<pid>/task/*/schedstat). Waiting time is what a busy machine adds to latency.
+  double sched_run_s = 0;
+  double sched_wait_s = 0;
+  bool has_sched = false;
   std::string error;
 };
 

@@ -43,12 +43,12 @@ def main(path):
 
     traffic = [(k, v) for k, v in groups.items() if v[0]["scenario"] in ("fanout", "rooms")]
     if traffic:
-        print("| run | offered msg/s | deliveries/s | delivery ratio | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | ack p99 ms | server CPU % | server CPU s / M deliveries | generator CPU % | runs | load avg at start |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| run | offered msg/s | deliveries/s | delivery ratio | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | ack p99 ms | server CPU % | server CPU s / M deliveries | server waiting for a CPU, s per s | generator CPU % | runs | load avg at start |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for label, runs in traffic:
             r = [x["result"] for x in runs]
             d = runs[0]["params"]["duration_s"]
-            print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 label, fmt(runs[0]["params"]["rate"], 0),
                 fmt(med([x["deliveries_per_s"] for x in r]), 0),
                 fmt(med([x["delivery_ratio"] for x in r]), 4),
@@ -59,6 +59,7 @@ def main(path):
                 fmt(med([x["ack"]["p99_ms"] for x in r]), 2),
                 fmt(med([x["server"]["cpu_pct"] for x in r]), 0),
                 fmt(med([get(x, "server", "cpu_s_per_million_deliveries") for x in r]), 2),
+                fmt(med([(get(x, "server", "sched_wait_s") or 0) / d if get(x, "server", "sched_wait_s") is not None else None for x in r]), 2),
                 fmt(med([x["generator_cpu_s"] / d * 100 for x in r]), 0),
                 len(runs),
                 ", ".join(get(x, "machine", "loadavg_at_start").split()[0] for x in runs if get(x, "machine", "loadavg_at_start"))))
@@ -66,11 +67,12 @@ def main(path):
 
     ingest = [(k, v) for k, v in groups.items() if v[0]["scenario"] == "ingest"]
     if ingest:
-        print("| run | offered sends/s | best rate (--max) | committed sends/s | ack ratio | ack p50 ms | ack p99 ms | ack max ms | server CPU % | server CPU µs / send | runs | best rate per run |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| run | offered sends/s | best rate (--max) | committed sends/s | ack ratio | ack p50 ms | ack p99 ms | ack max ms | server CPU % | server CPU µs / send | server waiting for a CPU, s per s | runs | best rate per run |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for label, runs in ingest:
             r = [x["result"] for x in runs]
-            print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            d = runs[0]["params"]["duration_s"]
+            print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 label, "search" if runs[0]["params"]["max"] else fmt(runs[0]["params"]["rate"], 0),
                 fmt(med([x.get("best_rate") for x in runs]), 0),
                 fmt(med([x["acks_per_s"] for x in r]), 0),
@@ -80,16 +82,18 @@ def main(path):
                 fmt(med([x["ack"]["max_ms"] for x in r]), 2),
                 fmt(med([x["server"]["cpu_pct"] for x in r]), 0),
                 fmt(med([get(x, "server", "cpu_us_per_send") for x in r]), 1),
+                fmt(med([get(x, "server", "sched_wait_s") / d if get(x, "server", "sched_wait_s") is not None else None for x in r]), 2),
                 len(runs), ", ".join(fmt(x.get("best_rate"), 0) for x in runs) if runs[0]["params"]["max"] else "–"))
         print()
 
     connect = [(k, v) for k, v in groups.items() if v[0]["scenario"] == "connect"]
     if connect:
-        print("| run | handshakes + auth / s | p50 ms | p99 ms | max ms | failed | server CPU % | server CPU µs / connection | runs |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| run | handshakes + auth / s | p50 ms | p99 ms | max ms | failed | server CPU % | server CPU µs / connection | server waiting for a CPU, s per s | runs |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for label, runs in connect:
             r = [x["result"] for x in runs]
-            print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            d = runs[0]["params"]["duration_s"]
+            print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 label, fmt(med([x["per_s"] for x in r]), 0),
                 fmt(med([x["latency"]["p50_ms"] for x in r]), 2),
                 fmt(med([x["latency"]["p99_ms"] for x in r]), 2),
@@ -97,6 +101,7 @@ def main(path):
                 fmt(med([x["failed"] for x in r]), 0),
                 fmt(med([x["server"]["cpu_pct"] for x in r]), 0),
                 fmt(med([get(x, "server", "cpu_us_per_connection") for x in r]), 1),
+                fmt(med([get(x, "server", "sched_wait_s") / d if get(x, "server", "sched_wait_s") is not None else None for x in r]), 2),
                 len(runs)))
         print()
 

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <set>
 #include <span>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -513,6 +514,7 @@ class RabbitmqBus::Worker {
         last_tag = env.delivery_tag;
         take_message(env, batch);
         amqp_destroy_envelope(&env);
+        if (opts_.consume_delay.count() > 0) std::this_thread::sleep_for(opts_.consume_delay);
         continue;
       }
       if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&

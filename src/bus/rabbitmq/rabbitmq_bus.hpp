@@ -75,6 +75,10 @@ struct RabbitmqOptions {
   std::uint16_t prefetch = 256;
   // How often the queue depth is asked for (a passive queue.declare on the bus thread).
   std::chrono::milliseconds depth_interval{1000};
+  // Fault injection, for tests and drills only: the bus thread sleeps this long per consumed
+  // AMQP message, so that this node's consumer falls behind and its queue fills (the node
+  // itself keeps serving HTTP, so its queue-depth gauge can be watched). 0: off.
+  std::chrono::milliseconds consume_delay{0};
   // How long stop() lets the bus thread send what was queued and close politely before it shuts
   // the socket down.
   std::chrono::milliseconds stop_grace{2000};
