@@ -142,7 +142,9 @@ void HttpSession::handle_static(const Request& req) {
   std::string target(req.target());
   std::string path = target.substr(0, target.find('?'));
   auto decoded = url_decode(path);
-  if (root.empty() || !decoded || decoded->find("..") != std::string::npos ||
+  // A target without a leading '/' (e.g. "?x" or "*") names no file; substr(1) below needs one.
+  if (root.empty() || !decoded || decoded->empty() || decoded->front() != '/' ||
+      decoded->find("..") != std::string::npos ||
       decoded->find('\0') != std::string::npos) {
     respond(error_response(404, "not_found", "not found"));
     return;

@@ -5,7 +5,8 @@
 // and every acknowledged message must be in the store with the seq its ack gave (lost = 0).
 // The figures are printed: requests of each kind, rejected, acked, lost.
 //
-// PARLEY_SOAK_SECONDS overrides the length of the abuse phase (default 40).
+// PARLEY_SOAK_SECONDS overrides the length of the abuse phase (default 40). In a sanitizer
+// build the memory bound is not checked (ASan's quarantine holds freed memory).
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -410,8 +411,15 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
   EXPECT_GT(f.guesses_throttled.load(), 0u);
   EXPECT_EQ(f.slow_closed.load(), f.slow_readers.load()) << "a reader that never reads kept its socket";
   EXPECT_GE(slow_closes, static_cast<double>(f.slow_readers.load())) << "slow readers were not closed as slow consumers";
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MiB by default) and maps shadow
+  // memory: RSS says nothing about leaks here. The figures are printed; LeakSanitizer checks
+  // the server at exit in this build.
+  std::printf("  (sanitizer build: the memory bound is not checked)\n");
+#else
   EXPECT_LE(after, baseline + 64ULL * 1024 * 1024)
       << "RSS " << after / mib << " MiB after, baseline " << baseline / mib << " MiB";
+#endif
 }
 
 }  // namespace
