@@ -134,6 +134,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"max-http-body-bytes", "largest HTTP request body; larger is 413", "65536", number(max_body, 256ul, 64ul << 20), {}},
       {"write-queue-bytes", "bytes queued for one client before it is closed 1008 slow consumer", "4194304", number(write_queue, 1024ul, 1ul << 32), {}},
       {"auth-timeout-ms", "time a new WebSocket has to send auth", "5000", millis(t.auth_timeout), {}},
+      {"http-request-timeout-ms", "time an HTTP connection has to send each request (idle keep-alive included)", "30000", millis(t.http_request_timeout), {}},
       {"drain-window-ms", "on SIGTERM, closes (1001) are spread over this window", "2000", millis(t.drain_window), {}},
       {"heartbeat-ms", "interval of this node's heartbeat on the bus", "1000", millis(t.heartbeat_interval), {}},
       {"node-timeout-ms", "a node silent this long is taken for dead and its users go offline", "5000", millis(t.node_timeout), {}},

@@ -58,7 +58,7 @@ std::string content_type_for(const std::filesystem::path& p) {
 }  // namespace
 
 HttpSession::HttpSession(Node& node, Shard& shard, asio::ip::tcp::socket socket)
-    : node_(node), shard_(shard), socket_(std::move(socket)) {
+    : node_(node), shard_(shard), socket_(std::move(socket)), read_timer_(shard.ioc()) {
   boost::system::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -70,8 +70,15 @@ void HttpSession::do_read() {
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(node_.options().max_http_body_bytes);
+  read_timer_.expires_after(node_.options().http_request_timeout);
+  read_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec) return;  // the request arrived (or the session ended) first
+    boost::system::error_code ignored;
+    self->socket_.close(ignored);
+  });
   http::async_read(socket_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     self->read_timer_.cancel();
                      if (ec == http::error::end_of_stream || ec == asio::error::eof) {
                        boost::system::error_code ignored;
                        self->socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);

@@ -3,6 +3,7 @@
 // WebSocket upgrade, after which the socket is handed to a WsSession on the same shard.
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <memory>
@@ -39,6 +40,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Node& node_;
   Shard& shard_;
   boost::asio::ip::tcp::socket socket_;
+  // Bounds the wait for each request (headers and body): an idle or trickling client is
+  // disconnected instead of holding a descriptor forever.
+  boost::asio::steady_timer read_timer_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   bool keep_alive_ = true;

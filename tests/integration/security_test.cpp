@@ -877,3 +877,27 @@ TEST(ThrottleUnit, TokenBucketTablesStayBounded) {
 
 }  // namespace
 }  // namespace parley::test
+
+namespace parley::test {
+namespace {
+
+// Slowloris: an HTTP connection that sends nothing, or trickles a request, is closed after
+// --http-request-timeout-ms instead of holding a descriptor forever; a request that arrives in
+// time is answered, and the keep-alive wait for the next one is bounded the same way.
+TEST_F(Security, IdleAndTricklingHttpConnectionsAreClosed) {
+  auto& s = own(fast_args({"--http-request-timeout-ms", "400"}));
+  RawConn idle(s.host(), s.port());
+  EXPECT_TRUE(idle.closed_within(3s)) << "an idle connection was kept open";
+
+  RawConn trickle(s.host(), s.port());
+  ASSERT_TRUE(trickle.send("GET /healthz HTTP/1.1\r\n"));
+  EXPECT_TRUE(trickle.closed_within(3s)) << "a request never finished was kept open";
+
+  RawConn kept(s.host(), s.port());
+  ASSERT_TRUE(kept.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(kept.read_response(), 200);
+  EXPECT_TRUE(kept.closed_within(3s)) << "an idle keep-alive connection was kept open";
+}
+
+}  // namespace
+}  // namespace parley::test
