@@ -242,8 +242,9 @@ int main(int argc, char** argv) {
                config.store.rfind("sqlite:", 0) == 0 ? config.store : std::string("postgresql"),
                config.bus.rfind("amqp", 0) == 0 ? "amqp" : config.bus, config.transport.threads);
 
-  boost::asio::signal_set signals(node->shard(0).ioc(), SIGTERM, SIGINT);
-  signals.async_wait([&](boost::system::error_code ec, int sig) {
+  // The signal set lives on shard 0's io_context, so it must go before the node does.
+  auto signals = std::make_unique<boost::asio::signal_set>(node->shard(0).ioc(), SIGTERM, SIGINT);
+  signals->async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
     spdlog::info("received signal {}: draining", sig);
     server->drain([&] { node->stop(); });
@@ -252,6 +253,7 @@ int main(int argc, char** argv) {
 
   // Shut down in dependency order: no new work, then the bus, then the store (which completes its
   // queued operations into the stopped node), then the node's memory.
+  signals.reset();
   server.reset();
   (*bus)->stop();
   store->reset();
