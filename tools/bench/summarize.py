@@ -49,7 +49,9 @@ def main(path):
             r = [x["result"] for x in runs]
             d = runs[0]["params"]["duration_s"]
             print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-                label, fmt(runs[0]["params"]["rate"], 0),
+                label,
+                ("--max, best " + ", ".join(fmt(x.get("best_rate"), 0) for x in runs)) if runs[0]["params"]["max"]
+                else fmt(runs[0]["params"]["rate"], 0),
                 fmt(med([x["deliveries_per_s"] for x in r]), 0),
                 fmt(med([x["delivery_ratio"] for x in r]), 4),
                 fmt(med([x["e2e"]["p50_ms"] for x in r]), 2),
