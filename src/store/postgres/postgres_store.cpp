@@ -27,6 +27,7 @@
 
 #include "metrics/metrics.hpp"
 #include "store/migrations.hpp"
+#include "store/store_metrics.hpp"
 
 namespace parley::store {
 
@@ -35,35 +36,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// The operations, for the per-operation latency histogram (the same series as SQLite's).
-enum class Op {
-  create_user,
-  get_user,
-  create_token,
-  lookup_token,
-  delete_token,
-  create_room,
-  join_room,
-  leave_room,
-  invite,
-  open_dm,
-  is_member,
-  list_rooms,
-  room_info,
-  append,
-  read_range,
-  history,
-  set_read,
-  set_admin,
-  count,
-};
-constexpr std::size_t kOpCount = static_cast<std::size_t>(Op::count);
-constexpr std::array<const char*, kOpCount> kOpNames = {
-    "create_user", "get_user",   "create_token", "lookup_token", "delete_token", "create_room",
-    "join_room",   "leave_room", "invite",       "open_dm",      "is_member",    "list_rooms",
-    "room_info",   "append",     "read_range",   "history",      "set_read",
-    "set_admin",
-};
+using Op = StoreOp;
+constexpr std::size_t kOpCount = kStoreOpCount;
 
 // Type OIDs of the binary array elements the adapter sends (pg_type.h; stable across versions).
 constexpr Oid kTextOid = 25;
@@ -1469,16 +1443,9 @@ PostgresStore::Impl::Impl(PostgresOptions opts, metrics::Registry& registry)
   writer_backoff = Backoff(options.reconnect_min, options.reconnect_max);
   settings = ConnectSettings{options.url, options.connect_timeout_s, options.query_timeout};
 
-  for (std::size_t i = 0; i < kOpCount; ++i) {
-    latency[i] = &registry.histogram("parley_store_query_seconds",
-                                     "Time from a store call to its completion, by operation.",
-                                     metrics::latency_buckets(), {{"op", kOpNames[i]}});
-  }
-  std::vector<double> batch_buckets;
-  for (double b = 1; b <= 1024; b *= 2) batch_buckets.push_back(b);
-  batch_size = &registry.histogram("parley_store_batch_size",
-                                   "Write operations per committed store transaction.",
-                                   std::move(batch_buckets));
+  StoreMetrics m(registry);
+  latency = m.latency;
+  batch_size = m.batch_size;
 
   {
     // Migrations run with the simple protocol (a file holds several statements), so the writer

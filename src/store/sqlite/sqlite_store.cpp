@@ -24,6 +24,7 @@
 
 #include "metrics/metrics.hpp"
 #include "store/migrations.hpp"
+#include "store/store_metrics.hpp"
 
 namespace parley::store {
 
@@ -31,35 +32,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The operations, for the per-operation latency histogram.
-enum class Op {
-  create_user,
-  get_user,
-  create_token,
-  lookup_token,
-  delete_token,
-  create_room,
-  join_room,
-  leave_room,
-  invite,
-  open_dm,
-  is_member,
-  list_rooms,
-  room_info,
-  append,
-  read_range,
-  history,
-  set_read,
-  set_admin,
-  count,
-};
-constexpr std::size_t kOpCount = static_cast<std::size_t>(Op::count);
-constexpr std::array<const char*, kOpCount> kOpNames = {
-    "create_user", "get_user",   "create_token", "lookup_token", "delete_token", "create_room",
-    "join_room",   "leave_room", "invite",       "open_dm",      "is_member",    "list_rooms",
-    "room_info",   "append",     "read_range",   "history",      "set_read",
-    "set_admin",
-};
+using Op = StoreOp;
+constexpr std::size_t kOpCount = kStoreOpCount;
 
 std::int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -850,16 +824,9 @@ SqliteStore::Impl::Impl(SqliteOptions opts, metrics::Registry& registry)
   options.reader_threads = std::max(1u, options.reader_threads);
   options.max_batch = std::max<std::size_t>(1, options.max_batch);
 
-  for (std::size_t i = 0; i < kOpCount; ++i) {
-    latency[i] = &registry.histogram("parley_store_query_seconds",
-                                     "Time from a store call to its completion, by operation.",
-                                     metrics::latency_buckets(), {{"op", kOpNames[i]}});
-  }
-  std::vector<double> batch_buckets;
-  for (double b = 1; b <= 1024; b *= 2) batch_buckets.push_back(b);
-  batch_size = &registry.histogram("parley_store_batch_size",
-                                   "Write operations per committed store transaction.",
-                                   std::move(batch_buckets));
+  StoreMetrics m(registry);
+  latency = m.latency;
+  batch_size = m.batch_size;
 
   open_connections();
   try {
