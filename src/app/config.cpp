@@ -1,5 +1,7 @@
 #include "app/config.hpp"
 
+#include <toml++/toml.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cmath>
@@ -9,8 +11,6 @@
 #include <map>
 #include <optional>
 #include <thread>
-#include <toml++/toml.h>
-#include <unistd.h>
 
 #include "core/throttle.hpp"
 
@@ -117,9 +117,12 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
                 max_pipelined = t.max_pipelined;
   long token_ttl = t.token_ttl_s;
   auto& th = t.throttle;
-  unsigned long max_conn_ip = th.max_connections_per_ip, max_conn_user = th.max_connections_per_user;
+  unsigned long max_conn_ip = th.max_connections_per_ip,
+                max_conn_user = th.max_connections_per_user;
   std::string allowed_origins;
 
+  // One row per setting, kept on one line each so the table reads as a table.
+  // clang-format off
   std::vector<Setting> settings = {
       {"listen", "HTTP + WebSocket address HOST:PORT", c.listen, text(c.listen), {}},
       {"store", "sqlite:PATH or a PostgreSQL URL postgresql://...", c.store, text(c.store), {}},
@@ -153,6 +156,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"hash-threads", "threads that hash passwords", "2", number(t.hash_threads, 1u, 64u), {}},
       {"store-readers", "SQLite reader threads", "2", number(c.store_readers, 1u, 64u), {}},
       {"store-pool", "PostgreSQL connections (writer and readers)", "4", number(c.store_pool, 2u, 256u), {}},
+      {"bus-exchange", "AMQP topic exchange the nodes of one cluster share; clusters sharing a broker (or vhost) need distinct names", c.bus_exchange, text(c.bus_exchange), {}},
       {"bus-consume-delay-ms", "testing only: the RabbitMQ consumer sleeps this long per message, so this node's queue fills (0: off)", "0", number(c.bus_consume_delay_ms, 0u, 10000u), {}},
       {"allowed-origins", "comma-separated origins (or *) whose pages may open a WebSocket besides the server's own", "none: same origin, or no Origin header", text(allowed_origins), {}},
       {"login-rate-per-user", "failed logins per second per username (token bucket refill)", "0.1", real(th.login.per_user.per_second, 0), {}},
@@ -164,9 +168,11 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"log-level", "trace, debug, info, warn, error or off", c.log_level, text(c.log_level), {}},
       {"log-format", "text or json", c.log_format, text(c.log_format), {}},
   };
+  // clang-format on
 
-  CLI::App cli{"parleyd: the Parley chat server. Every flag is also a key of the --config TOML file.",
-               "parleyd"};
+  CLI::App cli{
+      "parleyd: the Parley chat server. Every flag is also a key of the --config TOML file.",
+      "parleyd"};
   cli.set_help_flag("-h,--help", "Print this help and exit");
   std::string config_file;
   cli.add_option("--config", config_file, "TOML file with any of the settings below");
@@ -195,7 +201,8 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
         }
         std::string value = toml_to_text(v);
         if (value.empty() && !v.is_string()) {
-          return unexpected("config file " + config_file + ": key '" + key + "' must be a string or number");
+          return unexpected("config file " + config_file + ": key '" + key +
+                            "' must be a string or number");
         }
         file_values[key] = value;
       }
@@ -231,7 +238,8 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   auto ps = c.listen.substr(colon + 1);
   auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
   if (ec != std::errc() || p != ps.data() + ps.size() || port > 65535) {
-    return unexpected("--listen expects HOST:PORT with a port from 0 to 65535, got '" + c.listen + "'");
+    return unexpected("--listen expects HOST:PORT with a port from 0 to 65535, got '" + c.listen +
+                      "'");
   }
   t.port = static_cast<std::uint16_t>(port);
   t.node_id = node_id.empty() ? host_name() + ":" + std::to_string(port) : node_id;
@@ -253,20 +261,23 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   th.max_connections_per_ip = max_conn_ip;
   th.max_connections_per_user = max_conn_user;
   th.allowed_origins = core::parse_origin_list(allowed_origins);
-  for (const auto& [name, limit] : {std::pair{"per-user", th.login.per_user}, std::pair{"per-ip", th.login.per_ip}}) {
+  for (const auto& [name, limit] :
+       {std::pair{"per-user", th.login.per_user}, std::pair{"per-ip", th.login.per_ip}}) {
     if (!std::isfinite(limit.per_second) || !std::isfinite(limit.burst) ||
         (limit.burst > 0 && limit.burst < 1)) {
       return unexpected(std::string("--login-rate-") + name + " and --login-burst-" + name +
                         " expect finite numbers, and a burst of 0 (no limit) or at least 1");
     }
   }
-  if (t.protocol.default_history_limit > history_max) t.protocol.default_history_limit = history_max;
+  if (t.protocol.default_history_limit > history_max)
+    t.protocol.default_history_limit = history_max;
   if (c.log_format != "text" && c.log_format != "json") {
     return unexpected("--log-format expects text or json, got '" + c.log_format + "'");
   }
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "off"};
   if (std::find(std::begin(levels), std::end(levels), c.log_level) == std::end(levels)) {
-    return unexpected("--log-level expects trace, debug, info, warn, error or off, got '" + c.log_level + "'");
+    return unexpected("--log-level expects trace, debug, info, warn, error or off, got '" +
+                      c.log_level + "'");
   }
   return ParseOutcome::run;
 }

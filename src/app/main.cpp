@@ -1,17 +1,17 @@
 // parleyd: wiring. This is the only place that names concrete adapters: it picks the store and
 // the bus from their URLs, builds the node and the listener, and runs until SIGTERM drains it.
 
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
 #include <future>
 #include <memory>
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <string>
 #include <string_view>
 #include <vector>
-#include <spdlog/spdlog.h>
 
 #include "app/config.hpp"
 #include "bus/inproc/inproc_bus.hpp"
@@ -59,11 +59,21 @@ void append_json_escaped(std::string_view in, spdlog::memory_buf_t& dest) {
       continue;
     }
     switch (c) {
-      case '"': dest.append(std::string_view("\\\"")); break;
-      case '\\': dest.append(std::string_view("\\\\")); break;
-      case '\n': dest.append(std::string_view("\\n")); break;
-      case '\r': dest.append(std::string_view("\\r")); break;
-      case '\t': dest.append(std::string_view("\\t")); break;
+      case '"':
+        dest.append(std::string_view("\\\""));
+        break;
+      case '\\':
+        dest.append(std::string_view("\\\\"));
+        break;
+      case '\n':
+        dest.append(std::string_view("\\n"));
+        break;
+      case '\r':
+        dest.append(std::string_view("\\r"));
+        break;
+      case '\t':
+        dest.append(std::string_view("\\t"));
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
@@ -112,7 +122,8 @@ Result<std::unique_ptr<store::Store>, std::string> make_store(const app::Config&
   if (url.rfind("sqlite:", 0) == 0) {
     store::SqliteOptions o;
     o.path = url.substr(7);
-    if (o.path.empty()) return unexpected(std::string("--store sqlite: needs a path, e.g. sqlite:./data/parley.db"));
+    if (o.path.empty())
+      return unexpected(std::string("--store sqlite: needs a path, e.g. sqlite:./data/parley.db"));
     o.reader_threads = c.store_readers;
     auto s = store::SqliteStore::open(std::move(o), registry);
     if (!s) return unexpected(s.error());
@@ -137,6 +148,7 @@ Result<std::unique_ptr<bus::Bus>, std::string> make_bus(const app::Config& c,
     o.url = c.bus;
     o.node_id = c.transport.node_id;
     o.metrics = &registry;
+    o.exchange = c.bus_exchange;
     o.consume_delay = std::chrono::milliseconds(c.bus_consume_delay_ms);
     auto b = bus::RabbitmqBus::create(std::move(o));
     if (!b) return unexpected("--bus: " + b.error());
@@ -215,8 +227,9 @@ int main(int argc, char** argv) {
 
   metrics::Registry registry;
   metrics::register_process_metrics(registry);
-  registry.gauge("parley_build_info", "Build information.",
-                 {{"version", PARLEY_VERSION}, {"node", config.transport.node_id}})
+  registry
+      .gauge("parley_build_info", "Build information.",
+             {{"version", PARLEY_VERSION}, {"node", config.transport.node_id}})
       .set(1);
 
   auto store = make_store(config, registry);

@@ -60,9 +60,16 @@ class Bus {
   virtual void subscribe(const std::string& topic) = 0;
   virtual void unsubscribe(const std::string& topic) = 0;
   virtual State state() const = 0;
+  // Events waiting for this node (RabbitMQ: messages in its queue at the last check); 0 when the
+  // adapter has no such queue. Any thread.
+  virtual std::int64_t backlog() const { return 0; }
 };
 
-inline std::string room_topic(const std::string& room) { return "room." + room; }
-inline std::string user_topic(const std::string& user) { return "user." + user; }
+inline std::string room_topic(const std::string& room) {
+  return "room." + room;
+}
+inline std::string user_topic(const std::string& user) {
+  return "user." + user;
+}
 
 }  // namespace parley::bus

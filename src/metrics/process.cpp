@@ -126,6 +126,13 @@ double start_time_seconds() {
 
 }  // namespace
 
+double process_cpu_seconds() {
+  return cpu_seconds();
+}
+double process_resident_bytes() {
+  return statm_bytes(1);
+}
+
 std::optional<ProcStat> parse_proc_stat(std::string_view text) {
   const auto close = text.rfind(')');
   if (close == std::string_view::npos) return std::nullopt;

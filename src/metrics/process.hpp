@@ -16,6 +16,11 @@ namespace parley::metrics {
 // rather than failing the scrape.
 void register_process_metrics(Registry& registry);
 
+// This process's CPU seconds (user + system) and resident memory in bytes, read from /proc now
+// (NaN when unreadable); for callers that need one figure without rendering the registry.
+double process_cpu_seconds();
+double process_resident_bytes();
+
 // The fields of /proc/<pid>/stat that the process metrics use, in clock ticks.
 struct ProcStat {
   std::uint64_t utime_ticks = 0;

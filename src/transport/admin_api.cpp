@@ -1,13 +1,14 @@
 #include "transport/admin_api.hpp"
 
+#include <spdlog/spdlog.h>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <spdlog/spdlog.h>
 #include <string_view>
 #include <vector>
 
 #include "metrics/metrics.hpp"
+#include "metrics/process.hpp"
 #include "protocol/messages.hpp"
 
 namespace parley::transport {
@@ -25,59 +26,10 @@ std::string num(double v) {
   return metrics::format_value(v);
 }
 
-// The value of a label in a sample's label set `{a="x",b="y"}` (no escapes in the ones we read).
-std::string_view label(std::string_view labels, std::string_view name) {
-  std::string key = std::string(name) + "=\"";
-  auto p = labels.find(key);
-  if (p == std::string_view::npos) return {};
-  p += key.size();
-  auto e = labels.find('"', p);
-  return e == std::string_view::npos ? std::string_view() : labels.substr(p, e - p);
-}
-
-// The figures read from the rendered exposition: sums over each family's series.
-struct Scraped {
-  double bus_queue_depth = 0;
-  double cpu_seconds = 0;
-  double rss_bytes = 0;
-  std::vector<double> append_bounds;      // le of parley_store_query_seconds{op="append"}
-  std::vector<double> append_cumulative;  // its cumulative counts
-};
-
-Scraped scrape(const metrics::Registry& registry) {
-  Scraped s;
-  const std::string text = registry.render();
-  std::string_view rest(text);
-  while (!rest.empty()) {
-    auto nl = rest.find('\n');
-    std::string_view line = rest.substr(0, nl);
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-    if (line.empty() || line[0] == '#') continue;
-    auto sp = line.rfind(' ');
-    if (sp == std::string_view::npos) continue;
-    std::string_view series = line.substr(0, sp);
-    const double value = std::strtod(std::string(line.substr(sp + 1)).c_str(), nullptr);
-    auto brace = series.find('{');
-    std::string_view name = series.substr(0, brace);
-    std::string_view labels = brace == std::string_view::npos ? std::string_view() : series.substr(brace);
-    if (name == "parley_bus_queue_depth") {
-      s.bus_queue_depth += value;
-    } else if (name == "process_cpu_seconds_total") {
-      s.cpu_seconds = value;
-    } else if (name == "process_resident_memory_bytes") {
-      s.rss_bytes = value;
-    } else if (name == "parley_store_query_seconds_bucket" && label(labels, "op") == "append") {
-      std::string le(label(labels, "le"));
-      s.append_bounds.push_back(le == "+Inf" ? INFINITY : std::strtod(le.c_str(), nullptr));
-      s.append_cumulative.push_back(value);
-    }
-  }
-  return s;
-}
-
 // histogram_quantile as Prometheus computes it: linear interpolation inside the bucket that
 // holds the rank; NaN without observations.
-double quantile(double q, const std::vector<double>& bounds, const std::vector<double>& cumulative) {
+double quantile(double q, const std::vector<double>& bounds,
+                const std::vector<double>& cumulative) {
   if (cumulative.empty() || cumulative.back() <= 0) return NAN;
   const double total = cumulative.back();
   const double rank = q * total;
@@ -93,15 +45,32 @@ double quantile(double q, const std::vector<double>& bounds, const std::vector<d
   return NAN;
 }
 
+// A histogram's bounds (with +Inf) and cumulative counts, as quantile() takes them.
+struct Buckets {
+  std::vector<double> bounds;
+  std::vector<double> cumulative;
+  metrics::Histogram::Snapshot snap;
+};
+Buckets buckets_of(const metrics::Histogram& h) {
+  Buckets b;
+  b.snap = h.snapshot();
+  b.bounds = h.bounds();
+  b.bounds.push_back(INFINITY);
+  b.cumulative.assign(b.snap.cumulative.begin(), b.snap.cumulative.end());
+  return b;
+}
+
 }  // namespace
 
 std::string collect_node_stats(Node& node) {
+  // Read the figures themselves: this runs on every heartbeat, so it must not render the
+  // registry (which also walks /proc/self/fd).
   auto& m = node.metrics();
-  const Scraped s = scrape(node.registry());
-  auto snap = m.send_to_ack.snapshot();
-  std::vector<double> bounds = m.send_to_ack.bounds();
-  bounds.push_back(INFINITY);
-  std::vector<double> cumulative(snap.cumulative.begin(), snap.cumulative.end());
+  const Buckets ack = buckets_of(m.send_to_ack);
+  const Buckets append = buckets_of(m.store_append);
+  const auto& bounds = ack.bounds;
+  const auto& cumulative = ack.cumulative;
+  const auto& snap = ack.snap;
 
   std::string o = "{\"node\":";
   protocol::append_json_string(o, node.options().node_id);
@@ -124,10 +93,10 @@ std::string collect_node_stats(Node& node) {
     o += std::to_string(snap.cumulative[i]);
   }
   o += "]}";
-  o += ",\"bus_queue_depth\":" + num(s.bus_queue_depth);
-  o += ",\"store_append_p99\":" + num(quantile(0.99, s.append_bounds, s.append_cumulative));
-  o += ",\"cpu_seconds\":" + num(s.cpu_seconds);
-  o += ",\"rss_bytes\":" + num(s.rss_bytes);
+  o += ",\"bus_queue_depth\":" + num(static_cast<double>(node.bus().backlog()));
+  o += ",\"store_append_p99\":" + num(quantile(0.99, append.bounds, append.cumulative));
+  o += ",\"cpu_seconds\":" + num(metrics::process_cpu_seconds());
+  o += ",\"rss_bytes\":" + num(metrics::process_resident_bytes());
   o += '}';
   return o;
 }

@@ -1,16 +1,17 @@
 #include "transport/node.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/post.hpp>
-#include <charconv>
-#include <chrono>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <charconv>
+#include <chrono>
 
 #include "protocol/messages.hpp"
+#include "store/store_metrics.hpp"
 #include "transport/admin_api.hpp"
 #include "transport/history.hpp"
 #include "transport/shard.hpp"
@@ -32,11 +33,21 @@ std::int64_t now_s() {
 std::string user_event_json(const UserEvent& ev) {
   std::string out = "{\"kind\":";
   switch (ev.kind) {
-    case UserEvent::Kind::joined: out += "\"joined\""; break;
-    case UserEvent::Kind::left: out += "\"left\""; break;
-    case UserEvent::Kind::read: out += "\"read\""; break;
-    case UserEvent::Kind::logout: out += "\"logout\""; break;
-    case UserEvent::Kind::invitation: out += "\"invitation\""; break;
+    case UserEvent::Kind::joined:
+      out += "\"joined\"";
+      break;
+    case UserEvent::Kind::left:
+      out += "\"left\"";
+      break;
+    case UserEvent::Kind::read:
+      out += "\"read\"";
+      break;
+    case UserEvent::Kind::logout:
+      out += "\"logout\"";
+      break;
+    case UserEvent::Kind::invitation:
+      out += "\"invitation\"";
+      break;
   }
   auto field = [&out](const char* name, const std::string& v) {
     out += ",\"";
@@ -66,12 +77,18 @@ std::shared_ptr<const UserEvent> parse_user_event(const std::string& json) {
   };
   auto ev = std::make_shared<UserEvent>();
   std::string kind = str("kind");
-  if (kind == "joined") ev->kind = UserEvent::Kind::joined;
-  else if (kind == "left") ev->kind = UserEvent::Kind::left;
-  else if (kind == "read") ev->kind = UserEvent::Kind::read;
-  else if (kind == "logout") ev->kind = UserEvent::Kind::logout;
-  else if (kind == "invitation") ev->kind = UserEvent::Kind::invitation;
-  else return nullptr;
+  if (kind == "joined")
+    ev->kind = UserEvent::Kind::joined;
+  else if (kind == "left")
+    ev->kind = UserEvent::Kind::left;
+  else if (kind == "read")
+    ev->kind = UserEvent::Kind::read;
+  else if (kind == "logout")
+    ev->kind = UserEvent::Kind::logout;
+  else if (kind == "invitation")
+    ev->kind = UserEvent::Kind::invitation;
+  else
+    return nullptr;
   ev->user = str("user");
   ev->room = str("room");
   auto seq = d.FindMember("seq");
@@ -86,22 +103,43 @@ std::shared_ptr<const UserEvent> parse_user_event(const std::string& json) {
 NodeMetrics::NodeMetrics(metrics::Registry& r)
     : connections(r.gauge("parley_websocket_connections", "Open WebSocket connections.")),
       sessions(r.gauge("parley_sessions_authenticated", "Authenticated WebSocket sessions.")),
-      received(r.counter("parley_messages_received_total", "Chat messages received (send requests).")),
-      delivered(r.counter("parley_messages_delivered_total", "Chat messages delivered to sessions (one per recipient).")),
-      rejected_bad_request(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "bad_request"}})),
-      rejected_forbidden(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "forbidden"}})),
-      rejected_rate_limited(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "rate_limited"}})),
-      rejected_unavailable(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "unavailable"}})),
-      rejected_other(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.", {{"reason", "other"}})),
-      send_to_ack(r.histogram("parley_send_to_ack_seconds", "Time from a send request to its ack (commit included).", metrics::latency_buckets())),
-      delivery_latency(r.histogram("parley_delivery_latency_seconds", "Time from a message's commit to its hand-over to this node's sessions (includes the bus).", metrics::latency_buckets())),
-      gap_repairs(r.counter("parley_gap_repairs_total", "Gaps in a room's seq filled from the store.")),
-      slow_consumer_closes(r.counter("parley_slow_consumer_closes_total", "Connections closed 1008 because their write backlog passed the limit.")),
-      cache_hits(r.counter("parley_recent_cache_hits_total", "Resume and history reads served by the recent-message cache.")),
-      cache_misses(r.counter("parley_recent_cache_misses_total", "Resume and history reads that went to the store.")),
+      received(
+          r.counter("parley_messages_received_total", "Chat messages received (send requests).")),
+      delivered(r.counter("parley_messages_delivered_total",
+                          "Chat messages delivered to sessions (one per recipient).")),
+      rejected_bad_request(r.counter("parley_requests_rejected_total",
+                                     "Requests rejected, by reason.", {{"reason", "bad_request"}})),
+      rejected_forbidden(r.counter("parley_requests_rejected_total",
+                                   "Requests rejected, by reason.", {{"reason", "forbidden"}})),
+      rejected_rate_limited(r.counter("parley_requests_rejected_total",
+                                      "Requests rejected, by reason.",
+                                      {{"reason", "rate_limited"}})),
+      rejected_unavailable(r.counter("parley_requests_rejected_total",
+                                     "Requests rejected, by reason.", {{"reason", "unavailable"}})),
+      rejected_other(r.counter("parley_requests_rejected_total", "Requests rejected, by reason.",
+                               {{"reason", "other"}})),
+      send_to_ack(r.histogram("parley_send_to_ack_seconds",
+                              "Time from a send request to its ack (commit included).",
+                              metrics::latency_buckets())),
+      delivery_latency(r.histogram("parley_delivery_latency_seconds",
+                                   "Time from a message's commit to its hand-over to this node's "
+                                   "sessions (includes the bus).",
+                                   metrics::latency_buckets())),
+      gap_repairs(
+          r.counter("parley_gap_repairs_total", "Gaps in a room's seq filled from the store.")),
+      slow_consumer_closes(
+          r.counter("parley_slow_consumer_closes_total",
+                    "Connections closed 1008 because their write backlog passed the limit.")),
+      cache_hits(r.counter("parley_recent_cache_hits_total",
+                           "Resume and history reads served by the recent-message cache.")),
+      cache_misses(r.counter("parley_recent_cache_misses_total",
+                             "Resume and history reads that went to the store.")),
       bus_published(r.counter("parley_bus_published_total", "Events published to the bus.")),
       bus_consumed(r.counter("parley_bus_consumed_total", "Events received from the bus.")),
-      ws_closes_protocol(r.counter("parley_websocket_protocol_errors_total", "Connections closed for a WebSocket protocol violation.")) {}
+      ws_closes_protocol(r.counter("parley_websocket_protocol_errors_total",
+                                   "Connections closed for a WebSocket protocol violation.")),
+      store_append(
+          *store::StoreMetrics(r).latency[static_cast<std::size_t>(store::StoreOp::append)]) {}
 
 Node::Node(Options opts, store::Store& store, bus::Bus& bus, metrics::Registry& registry)
     : opts_(std::move(opts)),
@@ -128,7 +166,9 @@ Node::~Node() {
   join();
 }
 
-Shard& Node::next_shard() { return *shards_[next_shard_++ % shards_.size()]; }
+Shard& Node::next_shard() {
+  return *shards_[next_shard_++ % shards_.size()];
+}
 
 void Node::start() {
   bus_.start([this](std::vector<bus::EventPtr> batch) { on_bus_events(std::move(batch)); },
@@ -311,9 +351,15 @@ std::string Node::readiness_report() const {
   out += draining() ? "draining: yes\n" : "draining: no\n";
   out += store_.ready() ? "store: ready\n" : "store: unavailable\n";
   switch (bus_.state()) {
-    case bus::State::connected: out += "bus: connected\n"; break;
-    case bus::State::connecting: out += "bus: connecting\n"; break;
-    case bus::State::disconnected: out += "bus: disconnected\n"; break;
+    case bus::State::connected:
+      out += "bus: connected\n";
+      break;
+    case bus::State::connecting:
+      out += "bus: connecting\n";
+      break;
+    case bus::State::disconnected:
+      out += "bus: disconnected\n";
+      break;
   }
   return out;
 }
@@ -377,7 +423,8 @@ std::vector<std::string> Node::peer_stats() {
   std::lock_guard lock(peers_mu_);
   const auto now = std::chrono::steady_clock::now();
   for (const auto& [id, peer] : peers_) {
-    if (!peer.stats.empty() && now - peer.last_seen <= opts_.node_timeout) out.push_back(peer.stats);
+    if (!peer.stats.empty() && now - peer.last_seen <= opts_.node_timeout)
+      out.push_back(peer.stats);
   }
   return out;
 }
@@ -459,7 +506,8 @@ void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
       case bus::EventKind::message:
         // The cache is filled here, before any shard sees the message, so that it always reaches
         // at least as far as what the shards have delivered.
-        cache_.put(ev->room, {ev->seq, {}, {}, 0, {}, std::shared_ptr<const std::string>(ev, &ev->payload)});
+        cache_.put(ev->room,
+                   {ev->seq, {}, {}, 0, {}, std::shared_ptr<const std::string>(ev, &ev->payload)});
         d.frame = make_text_frame(ev->payload);
         observe_delivery_latency(ev->payload);
         break;

@@ -9,10 +9,10 @@
 // their own threads and hop to a shard with asio::post.
 
 #include <atomic>
-#include <chrono>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -77,6 +77,8 @@ struct NodeMetrics {
   metrics::Counter& bus_published;
   metrics::Counter& bus_consumed;
   metrics::Counter& ws_closes_protocol;
+  // The store adapter's append latency (the same series it registers), for the node's stats.
+  metrics::Histogram& store_append;
 };
 
 class Node {
@@ -119,8 +121,7 @@ class Node {
 
   // Token authentication with a cache in front of the store. The callback runs on a store
   // thread or inline (cache hit); callers post back to their own executor.
-  void authenticate(const std::string& token,
-                    std::function<void(Result<store::TokenInfo>)> cb);
+  void authenticate(const std::string& token, std::function<void(Result<store::TokenInfo>)> cb);
   void forget_token(const std::string& token_hash);
   static std::string hash_token(std::string_view token);
 

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -26,14 +25,6 @@ namespace parley::cluster {
 
 namespace fs = std::filesystem;
 using steady = std::chrono::steady_clock;
-
-std::string require_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    throw std::runtime_error(std::string(name) + " is not set: " + kHowToRun);
-  }
-  return v;
-}
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -95,35 +86,6 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
   return pid;
 }
 
-// Replaces the database name (the path) of a libpq URL.
-std::string with_database(const std::string& url, const std::string& db) {
-  auto scheme = url.find("://");
-  if (scheme == std::string::npos) throw std::runtime_error("not a URL: " + url);
-  auto slash = url.find('/', scheme + 3);
-  auto query = url.find('?', scheme + 3);
-  std::string base = url.substr(0, std::min(slash, query));
-  std::string rest = query == std::string::npos ? "" : url.substr(query);
-  return base + "/" + db + rest;
-}
-
-std::string pg_exec(const std::string& url, const std::string& sql) {
-  PGconn* c = PQconnectdb(url.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    std::string e = PQerrorMessage(c);
-    PQfinish(c);
-    return "cannot connect to " + url + ": " + e;
-  }
-  PGresult* r = PQexec(c, sql.c_str());
-  std::string err;
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
-    err = PQresultErrorMessage(r);
-    if (err.empty()) err = "failed";
-  }
-  PQclear(r);
-  PQfinish(c);
-  return err;
-}
-
 }  // namespace
 
 int run_command(const std::vector<std::string>& argv, std::string* output,
@@ -180,27 +142,6 @@ std::uint16_t pick_free_port() {
 
 // ---------------------------------------------------------------------------------------------
 
-TestDatabase::TestDatabase() {
-  admin_url_ = require_env("PARLEY_TEST_PG_URL");
-  std::string err;
-  // CREATE DATABASE copies template1 and fails while another session uses it: retry a little.
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    name_ = test::unique_name("pc");
-    err = pg_exec(admin_url_, "CREATE DATABASE \"" + name_ + "\"");
-    if (err.empty()) break;
-    std::this_thread::sleep_for(200ms);
-  }
-  if (!err.empty()) {
-    throw std::runtime_error("CREATE DATABASE " + name_ + " on PARLEY_TEST_PG_URL failed: " + err);
-  }
-  url_ = with_database(admin_url_, name_);
-}
-
-TestDatabase::~TestDatabase() {
-  if (std::getenv("PARLEY_KEEP_TEST_DIRS")) return;
-  pg_exec(admin_url_, "DROP DATABASE IF EXISTS \"" + name_ + "\" WITH (FORCE)");
-}
-
 PgControl::PgControl() {
   bin_ = env_or("PARLEY_TEST_PG_BIN", "/usr/lib/postgresql/15/bin");
   data_ = env_or("PARLEY_TEST_PG_DATA", "");
@@ -209,7 +150,8 @@ PgControl::PgControl() {
     if (dir == nullptr || *dir == '\0') {
       throw std::runtime_error(
           "neither PARLEY_TEST_PG_DATA nor PARLEY_TEST_SERVERS_DIR is set, so the test cannot "
-          "stop and start PostgreSQL: " + std::string(kHowToRun));
+          "stop and start PostgreSQL: " +
+          std::string(kHowToRun));
     }
     data_ = (fs::path(dir) / "postgres" / "data").string();
   }
@@ -246,8 +188,8 @@ bool PgControl::stop(std::string& why) {
 
 bool PgControl::start(std::string& why) {
   const std::string log = (fs::path(data_).parent_path() / "log").string();
-  int rc = run_command({"runuser", "-u", "postgres", "--", bin_ + "/pg_ctl", "-D", data_, "-l",
-                        log, "-w", "-t", "60", "-o", opts_, "start"},
+  int rc = run_command({"runuser", "-u", "postgres", "--", bin_ + "/pg_ctl", "-D", data_, "-l", log,
+                        "-w", "-t", "60", "-o", opts_, "start"},
                        &why);
   return rc == 0;
 }
@@ -258,8 +200,8 @@ RabbitControl::RabbitControl() {
 }
 
 bool RabbitControl::ctl(const std::vector<std::string>& args, std::string& why) {
-  std::vector<std::string> argv = {"bash", (source_dir() / "deploy" / "servers.sh").string(),
-                                   "ctl", run_dir_};
+  std::vector<std::string> argv = {"bash", (source_dir() / "deploy" / "servers.sh").string(), "ctl",
+                                   run_dir_};
   argv.insert(argv.end(), args.begin(), args.end());
   int rc = run_command(argv, &why);
   if (rc != 0) {
@@ -274,17 +216,17 @@ bool RabbitControl::ctl(const std::vector<std::string>& args, std::string& why) 
 // ---------------------------------------------------------------------------------------------
 
 Cluster::Cluster(ClusterOptions options) {
-  const std::string amqp = require_env("PARLEY_TEST_AMQP_URL");
   db_ = std::make_unique<TestDatabase>();
+  const auto bus = test::bus_args(*db_);
   const std::string base = test::unique_name("node");
   for (int i = 0; i < options.nodes; ++i) {
-    std::vector<std::string> args = {"--store", db_->url(), "--bus", amqp, "--node-id",
-                                     base + "-" + std::to_string(i + 1),
-                                     // Load tests send far above the default per-user rate.
-                                     "--send-rate", "100000", "--send-burst", "100000",
-                                     // Registration is not under test: cheap hashes.
-                                     "--argon2-opslimit", "1", "--argon2-memlimit-kib", "1024",
-                                     "--drain-window-ms", "1000"};
+    std::vector<std::string> args = {
+        "--store", db_->url(), "--node-id", base + "-" + std::to_string(i + 1),
+        // Load tests send far above the default per-user rate.
+        "--send-rate", "100000", "--send-burst", "100000",
+        // Registration is not under test: cheap hashes.
+        "--argon2-opslimit", "1", "--argon2-memlimit-kib", "1024", "--drain-window-ms", "1000"};
+    args.insert(args.end(), bus.begin(), bus.end());
     args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
     nodes_.push_back(std::make_unique<ServerProcess>(std::move(args)));
   }
@@ -296,8 +238,8 @@ void Cluster::start() {
   for (auto& n : nodes_) n->start();
   for (auto& n : nodes_) {
     if (!wait_ready(*n, 30s)) {
-      throw std::runtime_error("node " + n->node_id() + " did not answer /readyz 200 within 30 s\n" +
-                               n->log_tail(40));
+      throw std::runtime_error("node " + n->node_id() +
+                               " did not answer /readyz 200 within 30 s\n" + n->log_tail(40));
     }
   }
 }
@@ -365,7 +307,9 @@ Haproxy::Haproxy(std::string balance, std::vector<Server> servers)
   log_ = dir_.path() / "haproxy.log";
 }
 
-Haproxy::~Haproxy() { stop(); }
+Haproxy::~Haproxy() {
+  stop();
+}
 
 void Haproxy::stop() {
   if (pid_ <= 0) return;
@@ -378,7 +322,8 @@ void Haproxy::stop() {
 void Haproxy::start() {
   const std::string templ = read_file(source_dir() / "deploy" / "haproxy.cfg.in");
   if (templ.empty()) {
-    throw std::runtime_error("cannot read " + (source_dir() / "deploy" / "haproxy.cfg.in").string());
+    throw std::runtime_error("cannot read " +
+                             (source_dir() / "deploy" / "haproxy.cfg.in").string());
   }
   std::string why;
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -426,8 +371,8 @@ void Haproxy::start() {
     stop();
     if (why.find("bind") == std::string::npos) break;  // only a port clash is worth a retry
   }
-  throw std::runtime_error("haproxy did not start: " + why + "\nconfig " + cfg_.string() +
-                           "\n" + tail_lines(read_file(log_), 20));
+  throw std::runtime_error("haproxy did not start: " + why + "\nconfig " + cfg_.string() + "\n" +
+                           tail_lines(read_file(log_), 20));
 }
 
 std::map<std::string, std::map<std::string, std::string>> Haproxy::stats() {

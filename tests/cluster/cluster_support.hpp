@@ -28,6 +28,7 @@
 
 #include "client/http_client.hpp"
 #include "support/server_process.hpp"
+#include "support/test_servers.hpp"
 #include "support/test_util.hpp"
 
 namespace parley::cluster {
@@ -42,9 +43,8 @@ inline constexpr const char* kHowToRun =
     "lines it prints and PARLEY_TEST_SERVERS_DIR=DIR (and the same PARLEY_*_PORT variables), "
     "then run ctest -L cluster";
 
-// The value of an environment variable; throws std::runtime_error naming it when it is unset
-// or empty (a missing variable must fail a test, not skip it).
-std::string require_env(const char* name);
+using test::require_env;
+using test::TestDatabase;
 std::string env_or(const char* name, const std::string& fallback);
 
 // The source tree (for deploy/).
@@ -60,23 +60,6 @@ std::uint16_t pick_free_port();
 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
-
-// A database of its own on the test PostgreSQL, created from PARLEY_TEST_PG_URL and dropped
-// (WITH (FORCE)) on destruction unless PARLEY_KEEP_TEST_DIRS is set.
-class TestDatabase {
- public:
-  TestDatabase();
-  ~TestDatabase();
-  TestDatabase(const TestDatabase&) = delete;
-  TestDatabase& operator=(const TestDatabase&) = delete;
-  const std::string& url() const { return url_; }
-  const std::string& name() const { return name_; }
-
- private:
-  std::string admin_url_;
-  std::string name_;
-  std::string url_;
-};
 
 // Stops and starts the shared test PostgreSQL with pg_ctl as the postgres user.
 class PgControl {
@@ -199,7 +182,9 @@ std::vector<json> room_history(const client::Endpoint& at, const std::string& to
 std::map<std::string, std::uint64_t> room_last_seqs(const client::Endpoint& at,
                                                     const std::string& token);
 
-inline client::Endpoint endpoint_of(const ServerProcess& s) { return {s.host(), s.port()}; }
+inline client::Endpoint endpoint_of(const ServerProcess& s) {
+  return {s.host(), s.port()};
+}
 
 inline std::int64_t ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -

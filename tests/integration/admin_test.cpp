@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "fixture.hpp"
+#include "support/test_servers.hpp"
 
 namespace parley::test {
 namespace {
@@ -40,7 +41,8 @@ CmdResult run_admin(const ServerProcess& s, const std::vector<std::string>& args
 std::map<std::string, json> all_stats(const ServerProcess& s, const std::string& token) {
   auto res = s.http().get("/api/v1/admin/nodes", token);
   if (res.status != 200) {
-    throw std::runtime_error("admin/nodes answered " + std::to_string(res.status) + ": " + res.body);
+    throw std::runtime_error("admin/nodes answered " + std::to_string(res.status) + ": " +
+                             res.body);
   }
   std::map<std::string, json> out;
   const json body = json::parse(res.body);  // named: a range-for over a temporary's member dangles
@@ -55,39 +57,6 @@ json own_stats(const ServerProcess& s, const std::string& token) {
   if (it == all.end()) throw std::runtime_error("admin/nodes has no entry for " + s.node_id());
   return it->second;
 }
-
-std::string require_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    throw std::runtime_error(std::string(name) +
-                             " is not set: start the test servers (deploy/servers.sh start DIR) "
-                             "and export what it prints");
-  }
-  return v;
-}
-
-// A database of its own on the test PostgreSQL, dropped on destruction.
-class PgDatabase {
- public:
-  PgDatabase() {
-    admin_ = require_env("PARLEY_TEST_PG_URL");
-    name_ = "adm_" + std::to_string(::getpid());
-    auto r = std::system(("psql -X -q -v ON_ERROR_STOP=1 '" + admin_ + "' -c 'DROP DATABASE IF EXISTS " +
-                          name_ + " WITH (FORCE)' -c 'CREATE DATABASE " + name_ + "' >/dev/null")
-                             .c_str());
-    if (r != 0) throw std::runtime_error("CREATE DATABASE " + name_ + " failed");
-    url_ = admin_.substr(0, admin_.rfind('/') + 1) + name_;
-  }
-  ~PgDatabase() {
-    (void)std::system(("psql -X -q '" + admin_ + "' -c 'DROP DATABASE IF EXISTS " + name_ +
-                       " WITH (FORCE)' >/dev/null 2>&1")
-                          .c_str());
-  }
-  const std::string& url() const { return url_; }
-
- private:
-  std::string admin_, name_, url_;
-};
 
 class Admin : public IntegrationTest {};
 
@@ -129,9 +98,9 @@ TEST_F(Admin, NodesEndpointRefusesAndThenReportsMovingFigures) {
   // The grant takes effect at once, for a token issued before it.
   ASSERT_EQ(run_admin(s, {"grant", admin.name}).code, 0);
   const json before = own_stats(s, admin.token);
-  for (const char* k : {"ts", "connections", "sessions", "messages_received",
-                        "messages_delivered", "send_to_ack", "bus_queue_depth",
-                        "store_append_p99", "cpu_seconds", "rss_bytes"}) {
+  for (const char* k :
+       {"ts", "connections", "sessions", "messages_received", "messages_delivered", "send_to_ack",
+        "bus_queue_depth", "store_append_p99", "cpu_seconds", "rss_bytes"}) {
     EXPECT_TRUE(before.contains(k)) << k << " missing in " << before.dump();
   }
   EXPECT_GT(before["rss_bytes"].get<double>(), 0);
@@ -171,14 +140,13 @@ TEST_F(Admin, NodesEndpointRefusesAndThenReportsMovingFigures) {
 }
 
 TEST_F(Admin, EachNodeReportsItsPeersFromTheirHeartbeats) {
-  PgDatabase db;
-  const std::string amqp = require_env("PARLEY_TEST_AMQP_URL");
+  TestDatabase db;
   auto args = [&](const std::string& id) {
     auto a = default_server_args();
-    for (std::string x : {std::string("--store"), db.url(), std::string("--bus"), amqp,
-                          std::string("--node-id"), id, std::string("--heartbeat-ms"),
-                          std::string("200"), std::string("--node-timeout-ms"),
-                          std::string("1500")}) {
+    for (auto& x : bus_args(db)) a.push_back(x);
+    for (std::string x : {std::string("--store"), db.url(), std::string("--node-id"), id,
+                          std::string("--heartbeat-ms"), std::string("200"),
+                          std::string("--node-timeout-ms"), std::string("1500")}) {
       a.push_back(x);
     }
     return a;
@@ -192,12 +160,14 @@ TEST_F(Admin, EachNodeReportsItsPeersFromTheirHeartbeats) {
             0);
 
   // Both nodes list both, whichever is asked.
-  ASSERT_TRUE(eventually([&] {
-    auto a = all_stats(na, admin.token);
-    auto b = all_stats(nb, admin.token);
-    return a.count(nb.node_id()) == 1 && b.count(na.node_id()) == 1 && a.size() == 2 &&
-           b.size() == 2;
-  }, 10s));
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto a = all_stats(na, admin.token);
+        auto b = all_stats(nb, admin.token);
+        return a.count(nb.node_id()) == 1 && b.count(na.node_id()) == 1 && a.size() == 2 &&
+               b.size() == 2;
+      },
+      10s));
   const json b0 = all_stats(na, admin.token).at(nb.node_id());
 
   // Traffic on B only: A reports B's figures moving (within a heartbeat or two).
@@ -208,11 +178,15 @@ TEST_F(Admin, EachNodeReportsItsPeersFromTheirHeartbeats) {
   constexpr int kN = 10;
   for (int i = 0; i < kN; ++i) sb.send_message(room, "m" + std::to_string(i));
   json b1;
-  ASSERT_TRUE(eventually([&] {
-    b1 = all_stats(na, admin.token).at(nb.node_id());
-    return b1["messages_received"].get<double>() >= b0["messages_received"].get<double>() + kN &&
-           b1["connections"].get<double>() >= b0["connections"].get<double>() + 1;
-  }, 5s)) << b1.dump();
+  ASSERT_TRUE(eventually(
+      [&] {
+        b1 = all_stats(na, admin.token).at(nb.node_id());
+        return b1["messages_received"].get<double>() >=
+                   b0["messages_received"].get<double>() + kN &&
+               b1["connections"].get<double>() >= b0["connections"].get<double>() + 1;
+      },
+      5s))
+      << b1.dump();
   EXPECT_GT(b1["ts"].get<double>(), b0["ts"].get<double>());
   EXPECT_GT(b1["rss_bytes"].get<double>(), 0);
 

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "fixture.hpp"
+#include "support/test_servers.hpp"
 
 namespace parley::test {
 namespace {
@@ -87,57 +88,22 @@ double value_of(const ServerProcess& s, const std::string& series) {
 ::testing::AssertionResult promtool_clean(const std::string& body, const std::string& node) {
   auto r = run_cmd("/usr/bin/promtool check metrics", body);
   if (r.exit_code != 0 || !r.output.empty()) {
-    return ::testing::AssertionFailure() << "promtool check metrics on node " << node
-                                         << ": exit " << r.exit_code << ", output:\n"
-                                         << r.output;
+    return ::testing::AssertionFailure()
+           << "promtool check metrics on node " << node << ": exit " << r.exit_code << ", output:\n"
+           << r.output;
   }
   return ::testing::AssertionSuccess();
 }
 
-std::string require_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    throw std::runtime_error(std::string(name) +
-                             " is not set: start the test servers (deploy/servers.sh start DIR) "
-                             "and export what it prints");
-  }
-  return v;
-}
-
-std::vector<std::string> cluster_args(const std::string& store, const std::string& node_id) {
+// A node of the test cluster on `db` (PostgreSQL + RabbitMQ, the cluster's own exchange).
+std::vector<std::string> cluster_args(const TestDatabase& db, const std::string& node_id) {
   auto args = default_server_args();
-  for (std::string a : {std::string("--store"), store, std::string("--bus"),
-                        require_env("PARLEY_TEST_AMQP_URL"), std::string("--node-id"), node_id}) {
+  for (std::string a : {std::string("--store"), db.url(), std::string("--node-id"), node_id}) {
     args.push_back(a);
   }
+  for (auto& a : bus_args(db)) args.push_back(a);
   return args;
 }
-
-// A database of its own on the test PostgreSQL, dropped on destruction.
-class PgDatabase {
- public:
-  PgDatabase() {
-    admin_ = require_env("PARLEY_TEST_PG_URL");
-    name_ = "obs_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++);
-    auto r = run_cmd("psql -X -q -v ON_ERROR_STOP=1 '" + admin_ + "' -c 'CREATE DATABASE " +
-                     name_ + "'");
-    if (r.exit_code != 0) throw std::runtime_error("CREATE DATABASE failed: " + r.output);
-    const auto slash = admin_.rfind('/');
-    url_ = admin_.substr(0, slash + 1) + name_;
-  }
-  ~PgDatabase() {
-    run_cmd("psql -X -q '" + admin_ + "' -c 'DROP DATABASE IF EXISTS " + name_ +
-            " WITH (FORCE)'");
-  }
-  const std::string& url() const { return url_; }
-
- private:
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-  std::string admin_, name_, url_;
-};
 
 // Registers two users on `sa` / `sb`, puts both in a fresh room and returns their sessions.
 struct Pair {
@@ -227,11 +193,15 @@ TEST_F(Metrics, SqlitePromtoolCleanAndCountersExact) {
 }
 
 TEST_F(Metrics, PostgresRabbitmqPromtoolCleanOnEveryNodeAndCountersExact) {
-  PgDatabase db;
-  auto& na = own(cluster_args(db.url(), unique_name("obsa")));
-  auto& nb = own(cluster_args(db.url(), unique_name("obsb")));
-  ASSERT_TRUE(eventually([&] { return value_of(na, "parley_bus_connected") == 1 &&
-                                      value_of(nb, "parley_bus_connected") == 1; }, 10s));
+  TestDatabase db;
+  auto& na = own(cluster_args(db, unique_name("obsa")));
+  auto& nb = own(cluster_args(db, unique_name("obsb")));
+  ASSERT_TRUE(eventually(
+      [&] {
+        return value_of(na, "parley_bus_connected") == 1 &&
+               value_of(nb, "parley_bus_connected") == 1;
+      },
+      10s));
 
   const double rxa0 = value_of(na, "parley_messages_received_total");
   const double rxb0 = value_of(nb, "parley_messages_received_total");
@@ -278,8 +248,8 @@ class Prometheus {
     {
       std::ofstream cfg(dir_.path() / "prometheus.yml");
       cfg << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-          << "scrape_configs:\n  - job_name: parleyd\n    static_configs:\n      - targets: ["
-          << t << "]\n";
+          << "scrape_configs:\n  - job_name: parleyd\n    static_configs:\n      - targets: [" << t
+          << "]\n";
     }
     log_ = dir_.path() / "prometheus.log";
     pid_ = ::fork();
@@ -296,13 +266,15 @@ class Prometheus {
               static_cast<char*>(nullptr));
       ::_exit(127);
     }
-    const bool ready = eventually([&] {
-      try {
-        return http().get("/-/ready").status == 200;
-      } catch (const std::exception&) {
-        return false;  // not listening yet
-      }
-    }, 20s);
+    const bool ready = eventually(
+        [&] {
+          try {
+            return http().get("/-/ready").status == 200;
+          } catch (const std::exception&) {
+            return false;  // not listening yet
+          }
+        },
+        20s);
     if (!ready) {
       const auto l = log();
       ::kill(pid_, SIGKILL);
@@ -347,11 +319,13 @@ class Prometheus {
   // Waits until `promql` evaluates to `want`; returns the last value (NaN when none).
   double await(const std::string& promql, double want, std::chrono::milliseconds t = 15s) {
     double last = std::nan("");
-    eventually([&] {
-      auto v = query(promql);
-      if (v) last = *v;
-      return v && *v == want;
-    }, t);
+    eventually(
+        [&] {
+          auto v = query(promql);
+          if (v) last = *v;
+          return v && *v == want;
+        },
+        t);
     return last;
   }
 
@@ -398,13 +372,17 @@ TEST_F(Metrics, PrometheusQueryApiSeesExactConnectionsAndMessages) {
 // the AMQP heartbeat timeout makes the broker close B's connection and delete its exclusive
 // queue, backlog included, so B came back with a depth of 0.)
 TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsSlowed) {
-  PgDatabase db;
-  auto& na = own(cluster_args(db.url(), unique_name("obsqa")));
-  auto slow_args = cluster_args(db.url(), unique_name("obsqb"));
+  TestDatabase db;
+  auto& na = own(cluster_args(db, unique_name("obsqa")));
+  auto slow_args = cluster_args(db, unique_name("obsqb"));
   slow_args.insert(slow_args.end(), {"--bus-consume-delay-ms", "5"});
   auto& nb = own(slow_args);
-  ASSERT_TRUE(eventually([&] { return value_of(na, "parley_bus_connected") == 1 &&
-                                      value_of(nb, "parley_bus_connected") == 1; }, 10s));
+  ASSERT_TRUE(eventually(
+      [&] {
+        return value_of(na, "parley_bus_connected") == 1 &&
+               value_of(nb, "parley_bus_connected") == 1;
+      },
+      10s));
   auto p = make_pair(na, nb);  // B's session subscribes B's queue to the room
   // Idle: nothing waits in B's queue.
   EXPECT_TRUE(eventually([&] { return value_of(nb, "parley_bus_queue_depth") == 0; }, 10s));
@@ -426,6 +404,10 @@ TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsSlowed) {
     p.sa->send({{"type", "typing"}, {"room", p.room}});
     p.sa->barrier();
     ++rounds;
+    // Paced at about 400 a second, twice what B takes in: the backlog grows by about 200 a
+    // second, so it passes 50 soon and is still small enough to drain in seconds once the gauge
+    // (polled once a second) has shown it.
+    std::this_thread::sleep_for(2500us);
   }
   // The gauge is polled once a second: give it one more check.
   eventually([&] { return max_depth.load() >= 50; }, 2500ms);
@@ -439,8 +421,8 @@ TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsSlowed) {
 }
 
 TEST_F(Metrics, StoreLatencyHistogramShowsASlowStore) {
-  PgDatabase db;
-  auto& n = own(cluster_args(db.url(), unique_name("obss")));
+  TestDatabase db;
+  auto& n = own(cluster_args(db, unique_name("obss")));
   auto p = make_pair(n, n);
   const std::string over = R"(parley_store_query_seconds_bucket{op="append",le="0.5"})";
   const std::string count = R"(parley_store_query_seconds_count{op="append"})";

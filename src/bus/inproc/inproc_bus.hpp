@@ -42,6 +42,7 @@ class InprocBus : public Bus {
 
   // Events queued and not yet taken by the dispatcher (the "bus queue depth" metric).
   std::size_t queue_depth() const;
+  std::int64_t backlog() const override { return static_cast<std::int64_t>(queue_depth()); }
 
  private:
   void run();

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -618,8 +619,17 @@ class RabbitmqBus::Worker {
 Result<std::unique_ptr<RabbitmqBus>, std::string> RabbitmqBus::create(RabbitmqOptions options) {
   auto ep = parse_amqp_url(options.url);
   if (!ep) return unexpected(ep.error());
-  if (options.exchange.empty() || options.exchange.size() > kMaxRoutingKey) {
-    return unexpected(std::string("bus: the exchange name must hold 1 to 255 bytes"));
+  // AMQP 0-9-1 names are letters, digits, '-', '_', '.' and ':'; "amq." is reserved for the broker.
+  const bool name_ok =
+      !options.exchange.empty() && options.exchange.size() <= kMaxRoutingKey &&
+      options.exchange.rfind("amq.", 0) != 0 &&
+      std::all_of(options.exchange.begin(), options.exchange.end(), [](unsigned char ch) {
+        return std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == ':';
+      });
+  if (!name_ok) {
+    return unexpected(
+        "bus: the exchange name '" + options.exchange +
+        "' must hold 1 to 255 letters, digits, '-', '_', '.' or ':' and not start with 'amq.'");
   }
   if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
     return unexpected(std::string("bus: reconnect backoff needs 0 < min <= max"));

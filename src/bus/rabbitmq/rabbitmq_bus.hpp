@@ -143,6 +143,7 @@ class RabbitmqBus : public Bus {
   Stats stats() const;
   // Messages waiting in this node's queue at the last check (0 without a connection).
   std::int64_t queue_depth() const;
+  std::int64_t backlog() const override { return queue_depth(); }
 
  private:
   struct Command {
