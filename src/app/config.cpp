@@ -114,7 +114,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   unsigned history_max = t.protocol.max_history_limit;
   unsigned long max_ref = t.protocol.max_ref, max_cmid = t.protocol.max_client_msg_id,
                 max_watch = t.protocol.max_watch_users, max_cursors = t.protocol.max_cursors,
-                max_pipelined = t.max_pipelined;
+                max_pipelined = t.max_pipelined, max_watched = t.max_watched_users;
   long token_ttl = t.token_ttl_s;
   auto& th = t.throttle;
   unsigned long max_conn_ip = th.max_connections_per_ip,
@@ -145,6 +145,9 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"max-ref-chars", "longest `ref` on a request, in code points", "64", number(max_ref, 1ul, 4096ul), {}},
       {"max-client-msg-id-chars", "longest client_msg_id, in code points", "64", number(max_cmid, 1ul, 4096ul), {}},
       {"max-watch-users", "users one watch request may name", "1000", number(max_watch, 1ul, 1ul << 20), {}},
+      {"max-watched-users", "distinct users one connection may watch in all; a watch past it is bad_request", "10000", number(max_watched, 1ul, 1ul << 24), {}},
+      {"typing-rate", "typing events per second per user per node (token bucket refill)", "2", real(t.typing_rate.per_second, 0.001), {}},
+      {"typing-burst", "typing burst per user per node (token bucket size)", "10", real(t.typing_rate.burst, 1), {}},
       {"max-cursors", "rooms one auth frame may carry cursors for", "10000", number(max_cursors, 1ul, 1ul << 24), {}},
       {"max-pipelined", "requests a client may send after auth before welcome", "64", number(max_pipelined, 0ul, 1ul << 16), {}},
       {"history-max-limit", "largest history page", "200", number(history_max, 1u, 10000u), {}},
@@ -163,6 +166,8 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"login-burst-per-user", "failed logins per username before 429 (0: no limit)", "10", real(th.login.per_user.burst, 0), {}},
       {"login-rate-per-ip", "failed logins per second per client address (token bucket refill)", "1", real(th.login.per_ip.per_second, 0), {}},
       {"login-burst-per-ip", "failed logins per client address before 429 (0: no limit)", "50", real(th.login.per_ip.burst, 0), {}},
+      {"register-rate-per-ip", "registrations per second per client address (token bucket refill)", "1", real(th.register_per_ip.per_second, 0), {}},
+      {"register-burst-per-ip", "registrations per client address before 429 (0: no limit)", "100", real(th.register_per_ip.burst, 0), {}},
       {"max-connections-per-ip", "WebSocket connections per client address; more get 429 (0: no cap)", "0", number(max_conn_ip, 0ul, 1ul << 24), {}},
       {"max-connections-per-user", "WebSocket sessions per user on this node; more are closed 1008 (0: no cap)", "256", number(max_conn_user, 0ul, 1ul << 24), {}},
       {"log-level", "trace, debug, info, warn, error or off", c.log_level, text(c.log_level), {}},
@@ -258,14 +263,18 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   t.protocol.max_watch_users = max_watch;
   t.protocol.max_cursors = max_cursors;
   t.max_pipelined = max_pipelined;
+  t.max_watched_users = max_watched;
   th.max_connections_per_ip = max_conn_ip;
   th.max_connections_per_user = max_conn_user;
   th.allowed_origins = core::parse_origin_list(allowed_origins);
-  for (const auto& [name, limit] :
-       {std::pair{"per-user", th.login.per_user}, std::pair{"per-ip", th.login.per_ip}}) {
+  for (const auto& [name, limit] : {std::pair{"login-rate-per-user", th.login.per_user},
+                                     std::pair{"login-rate-per-ip", th.login.per_ip},
+                                     std::pair{"register-rate-per-ip", th.register_per_ip}}) {
     if (!std::isfinite(limit.per_second) || !std::isfinite(limit.burst) ||
         (limit.burst > 0 && limit.burst < 1)) {
-      return unexpected(std::string("--login-rate-") + name + " and --login-burst-" + name +
+      std::string burst(name);
+      burst.replace(burst.find("-rate-"), 6, "-burst-");
+      return unexpected("--" + std::string(name) + " and --" + burst +
                         " expect finite numbers, and a burst of 0 (no limit) or at least 1");
     }
   }

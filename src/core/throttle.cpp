@@ -1,4 +1,4 @@
-// Admission control: token buckets with give-back, connection counters, Origin checks.
+// Admission control: the login throttle, connection counters, Origin checks.
 
 #include "core/throttle.hpp"
 
@@ -10,11 +10,6 @@
 namespace parley::core {
 
 namespace {
-
-// The wait reported when a bucket never refills (rate 0): one day, "not soon".
-constexpr std::uint64_t never_ms = 24ULL * 60 * 60 * 1000;
-// Tables are swept of full buckets when they reach a power of two from this size on.
-constexpr std::size_t sweep_from = 1024;
 
 std::size_t shard_index(std::string_view key, std::size_t shards) {
   return std::hash<std::string_view>{}(key) % shards;
@@ -51,78 +46,6 @@ std::string normal_origin(std::string_view s) {
 }
 
 }  // namespace
-
-// ---- TokenBuckets ----
-
-TokenBuckets::Shard& TokenBuckets::shard_of(std::string_view key) {
-  return shards_[shard_index(key, shards_.size())];
-}
-
-TokenBuckets::Bucket& TokenBuckets::refill(Shard& s, std::string_view key, Clock::time_point now) {
-  const double capacity = limit_.burst;
-  const double rate = limit_.per_second;
-  auto it = s.buckets.find(std::string(key));
-  if (it == s.buckets.end()) {
-    it = s.buckets.emplace(std::string(key), Bucket{capacity, now}).first;
-    const std::size_t n = s.buckets.size();
-    if (n >= sweep_from && (n & (n - 1)) == 0 && rate > 0) {
-      std::erase_if(s.buckets, [&](const auto& kv) {
-        if (kv.first == key) return false;
-        const std::chrono::duration<double> idle = now - kv.second.last;
-        return kv.second.tokens + idle.count() * rate >= capacity;
-      });
-      it = s.buckets.find(std::string(key));
-    }
-  }
-  Bucket& b = it->second;
-  if (now > b.last) {
-    if (rate > 0 && std::isfinite(rate)) {
-      const std::chrono::duration<double> elapsed = now - b.last;
-      b.tokens = std::min(capacity, b.tokens + elapsed.count() * rate);
-    }
-    b.last = now;
-  }
-  return b;
-}
-
-std::uint64_t TokenBuckets::wait_ms(std::string_view key, Clock::time_point now) {
-  if (!limit_.enabled()) return 0;
-  Shard& s = shard_of(key);
-  std::lock_guard lock(s.mu);
-  if (s.buckets.find(std::string(key)) == s.buckets.end()) return limit_.burst >= 1 ? 0 : never_ms;
-  const Bucket& b = refill(s, key, now);
-  if (b.tokens >= 1.0) return 0;
-  const double rate = limit_.per_second;
-  if (!(rate > 0) || !std::isfinite(rate)) return never_ms;
-  const double ms = std::ceil((1.0 - b.tokens) / rate * 1000.0);
-  return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(ms), 1, never_ms);
-}
-
-void TokenBuckets::take(std::string_view key, Clock::time_point now) {
-  if (!limit_.enabled()) return;
-  Shard& s = shard_of(key);
-  std::lock_guard lock(s.mu);
-  refill(s, key, now).tokens -= 1.0;
-}
-
-void TokenBuckets::give_back(std::string_view key, Clock::time_point now) {
-  if (!limit_.enabled()) return;
-  Shard& s = shard_of(key);
-  std::lock_guard lock(s.mu);
-  auto it = s.buckets.find(std::string(key));
-  if (it == s.buckets.end()) return;  // full already
-  Bucket& b = refill(s, key, now);
-  b.tokens = std::min(limit_.burst, b.tokens + 1.0);
-}
-
-std::size_t TokenBuckets::size() const {
-  std::size_t n = 0;
-  for (const auto& s : shards_) {
-    std::lock_guard lock(s.mu);
-    n += s.buckets.size();
-  }
-  return n;
-}
 
 // ---- LoginThrottle ----
 

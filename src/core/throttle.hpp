@@ -1,6 +1,6 @@
 #pragma once
 // Admission control against abuse: login throttling (token buckets per username and per client
-// address), connection caps (per client address, per user) and the Origin allow-list of
+// address), the registration limit (per client address), connection caps (per client address, per user) and the Origin allow-list of
 // WebSocket upgrades. Pure logic, no I/O: the caller passes the clock, and the transport decides
 // what to answer (429, a 1008 close, 403).
 //
@@ -19,52 +19,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/rate_limiter.hpp"
+
 namespace parley::core {
 
-// A token bucket: `burst` tokens, refilled at `per_second`. A burst of 0 turns the limit off.
-struct BucketLimit {
-  double per_second = 0;
-  double burst = 0;
-  bool enabled() const { return burst > 0; }
-};
-
-// Token buckets per key, where a token is taken only when every bucket asked has one (see
-// LoginThrottle), and may be given back.
-class TokenBuckets {
- public:
-  using Clock = std::chrono::steady_clock;
-  explicit TokenBuckets(BucketLimit limit) : limit_(limit) {}
-
-  // Milliseconds until `key` has a whole token (0: it has one now).
-  std::uint64_t wait_ms(std::string_view key, Clock::time_point now);
-  // Takes one token (the bucket may go below zero only by what was checked just before).
-  void take(std::string_view key, Clock::time_point now);
-  // Gives one token back, up to the burst.
-  void give_back(std::string_view key, Clock::time_point now);
-  const BucketLimit& limit() const { return limit_; }
-  // Keys with a bucket that is not full (for tests and metrics).
-  std::size_t size() const;
-
- private:
-  struct Bucket {
-    double tokens;
-    Clock::time_point last;
-  };
-  struct Shard {
-    mutable std::mutex mu;
-    std::unordered_map<std::string, Bucket> buckets;
-  };
-  Shard& shard_of(std::string_view key);
-  // The bucket of `key`, refilled up to `now`; created full. Call with the shard's mutex held.
-  Bucket& refill(Shard& s, std::string_view key, Clock::time_point now);
-
-  BucketLimit limit_;
-  std::array<Shard, 16> shards_;
-};
-
 struct LoginLimits {
-  BucketLimit per_user{0.1, 10};  // 10 attempts, then one every 10 s, per username
-  BucketLimit per_ip{1, 50};      // 50 attempts, then one per second, per client address
+  RateLimit per_user{0.1, 10};  // 10 attempts, then one every 10 s, per username
+  RateLimit per_ip{1, 50};      // 50 attempts, then one per second, per client address
 };
 
 // Password guessing: every login attempt costs a token from its username's bucket and from its
@@ -84,8 +45,8 @@ class LoginThrottle {
 
  private:
   std::mutex mu_;  // makes check-then-take atomic across the two tables
-  TokenBuckets per_user_;
-  TokenBuckets per_ip_;
+  RateLimiter per_user_;
+  RateLimiter per_ip_;
 };
 
 // Live connections per key, with a cap (0: no cap).
@@ -125,6 +86,9 @@ std::string_view address_of(std::string_view remote);
 
 struct ThrottleSettings {
   LoginLimits login;
+  // Registrations per client address: each costs an Argon2id hash on the shared hashing pool,
+  // so a flood of them would starve every login. 100, then one per second.
+  RateLimit register_per_ip{1, 100};
   std::size_t max_connections_per_ip = 0;     // WebSocket connections per client address
   std::size_t max_connections_per_user = 256;  // authenticated sessions per user, per node
   std::vector<std::string> allowed_origins;    // empty: no Origin or same origin only
@@ -136,10 +100,12 @@ class Throttle {
   explicit Throttle(const ThrottleSettings& s)
       : settings_(s),
         login_(s.login),
+        registrations_(s.register_per_ip),
         ip_connections_(s.max_connections_per_ip),
         user_connections_(s.max_connections_per_user) {}
   const ThrottleSettings& settings() const { return settings_; }
   LoginThrottle& login() { return login_; }
+  RateLimiter& registrations() { return registrations_; }
   ConnectionCounter& ip_connections() { return ip_connections_; }
   ConnectionCounter& user_connections() { return user_connections_; }
   bool origin_allowed(std::string_view origin, bool has_origin, std::string_view host) const {
@@ -149,6 +115,7 @@ class Throttle {
  private:
   ThrottleSettings settings_;
   LoginThrottle login_;
+  RateLimiter registrations_;
   ConnectionCounter ip_connections_;
   ConnectionCounter user_connections_;
 };

@@ -120,6 +120,11 @@ void do_register(Node& node, const ApiRequest& req, Respond done) {
   if (c->password.size() < 8 || c->password.size() > 256) {
     return done(error_response(400, "bad_request", "password must be 8 to 256 bytes"));
   }
+  // Only a well-formed request costs a token: it is the one that would cost a hash.
+  if (auto wait = node.throttle().registrations().acquire(req.remote, std::chrono::steady_clock::now())) {
+    spdlog::info("registration throttled from {}", req.remote);
+    return done(rate_limited_response("too many registrations from this address; retry later", wait));
+  }
   // Argon2id takes tens of milliseconds and 19 MiB: it runs on the hashing pool, never on an
   // I/O thread.
   boost::asio::post(node.hash_pool(), [&node, c = std::move(*c), done] {

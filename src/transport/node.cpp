@@ -148,6 +148,7 @@ Node::Node(Options opts, store::Store& store, bus::Bus& bus, metrics::Registry& 
       registry_(registry),
       metrics_(registry),
       rate_limiter_(opts_.send_rate),
+      typing_limiter_(opts_.typing_rate),
       cache_(opts_.cache_per_room, opts_.cache_rooms),
       hash_pool_(opts_.hash_threads) {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");

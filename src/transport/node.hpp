@@ -100,6 +100,7 @@ class Node {
   NodeMetrics& metrics() { return metrics_; }
   metrics::Registry& registry() { return registry_; }
   core::RateLimiter& rate_limiter() { return rate_limiter_; }
+  core::RateLimiter& typing_limiter() { return typing_limiter_; }
   core::RecentCache& cache() { return cache_; }
   core::Presence& presence() { return presence_; }
   core::Throttle& throttle() { return throttle_; }
@@ -153,6 +154,7 @@ class Node {
   metrics::Registry& registry_;
   NodeMetrics metrics_;
   core::RateLimiter rate_limiter_;
+  core::RateLimiter typing_limiter_;
   core::RecentCache cache_;
   core::Presence presence_;
   core::Throttle throttle_{opts_.throttle};

@@ -835,6 +835,11 @@ void WsSession::handle_dm(const std::optional<std::string>& ref, protocol::DmReq
 
 void WsSession::handle_typing(const std::optional<std::string>& ref, protocol::TypingReq req) {
   if (!require_member(ref, req.room)) return;
+  // Each typing event fans out to the whole room: a flood of them costs everyone.
+  if (auto wait = node_.typing_limiter().acquire(user_, std::chrono::steady_clock::now())) {
+    send_error(ref, ErrorCode::rate_limited, "too many typing events; retry later", wait);
+    return;
+  }
   node_.publish_typing(req.room, user_);
 }
 
@@ -852,7 +857,17 @@ void WsSession::handle_read(const std::optional<std::string>& ref, protocol::Rea
 }
 
 void WsSession::handle_watch(const std::optional<std::string>& ref, protocol::WatchReq req) {
-  (void)ref;
+  // Each watched user costs an entry here and in the shard's watcher table for as long as the
+  // socket lives, so the total per socket is capped too, not only the users per request. A
+  // request that would pass the cap adds no one.
+  std::size_t added = 0;
+  for (const auto& u : req.users) added += watching_.count(u) == 0 ? 1 : 0;
+  if (watching_.size() + added > node_.options().max_watched_users) {
+    send_error(ref, ErrorCode::bad_request,
+               "a connection may watch at most " +
+                   std::to_string(node_.options().max_watched_users) + " users");
+    return;
+  }
   for (auto& u : req.users) {
     bool online = node_.presence().online(u);
     auto [it, inserted] = watching_.try_emplace(u, online);

@@ -20,9 +20,10 @@
 namespace parley::test {
 
 // Flags of the default shared server: the send rate limit is raised so that tests which send
-// thousands of messages are not throttled; the rate-limit test uses its own server.
+// thousands of messages are not throttled, and registrations from the one loopback address are
+// not limited; the rate-limit tests use servers of their own.
 inline std::vector<std::string> default_server_args() {
-  return {"--send-rate", "1000000", "--send-burst", "1000000"};
+  return {"--send-rate", "1000000", "--send-burst", "1000000", "--register-burst-per-ip", "0"};
 }
 
 class IntegrationTest : public ::testing::Test {

@@ -174,20 +174,27 @@ std::string login_body(const std::string& user, const std::string& password) {
   return json({{"username", user}, {"password", password}}).dump();
 }
 
-std::string post_login(const std::string& body) {
-  return "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+std::string post_to(const std::string& path, const std::string& body) {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
-// A login from `source` (a loopback address); returns the connection for its answer.
-int login_from(const ServerProcess& s, const std::string& source, const std::string& user,
-               const std::string& password, json* body = nullptr, std::string* retry_after = nullptr) {
+std::string post_login(const std::string& body) { return post_to("/api/v1/login", body); }
+
+// A POST of `body` to `path` from `source` (a loopback address); returns the status.
+int post_from(const ServerProcess& s, const std::string& source, const std::string& path,
+              const std::string& body, json* answer = nullptr, std::string* retry_after = nullptr) {
   RawConn c(s.host(), s.port(), source);
-  c.send(post_login(login_body(user, password)));
+  c.send(post_to(path, body));
   int status = c.read_response(10s);
-  if (body) *body = c.body_json();
+  if (answer) *answer = c.body_json();
   if (retry_after) *retry_after = c.header("Retry-After");
   return status;
+}
+
+int login_from(const ServerProcess& s, const std::string& source, const std::string& user,
+               const std::string& password, json* body = nullptr, std::string* retry_after = nullptr) {
+  return post_from(s, source, "/api/v1/login", login_body(user, password), body, retry_after);
 }
 
 // Smaller Argon2 parameters keep the many registrations of these tests quick; nothing here
@@ -569,6 +576,61 @@ TEST_F(Security, PresenceWatchIsServerWideByDesignAndCarriesNoRoomData) {
   }
 }
 
+// Typing events are not stored but fan out to the whole room: past the per-user burst they are
+// refused with rate_limited (and retry_after_ms), and the room sees only the ones let through.
+TEST_F(Security, TypingIsRateLimited) {
+  auto& s = own(fast_args({"--typing-burst", "3", "--typing-rate", "0.01"}));
+  auto a = register_user(s, "ty");
+  auto b = register_user(s, "ty");
+  const auto room = unique_name("tyroom");
+  Session sa(s, a), sb(s, b);
+  sa.create(room);
+  sb.join(room);
+  sa.barrier();
+  sb.barrier();
+  for (int i = 0; i < 3; ++i) sa.send({{"type", "typing"}, {"room", room}});
+  auto refused = sa.request({{"type", "typing"}, {"room", room}});
+  EXPECT_EQ(refused.value("type", ""), "error") << refused.dump();
+  EXPECT_EQ(refused.value("code", ""), "rate_limited") << refused.dump();
+  ASSERT_TRUE(refused.contains("retry_after_ms")) << refused.dump();
+  EXPECT_GT(refused["retry_after_ms"].get<std::int64_t>(), 0);
+  // Messages are a separate budget: still accepted.
+  sa.send_message(room, "still talking");
+  int typing = 0;
+  sb.wait_for([&](const json& j) { return is_message(j, room); }, 5s, "the message");
+  // The message was published after every typing event the node let through.
+  for (const auto& f : sb.barrier()) typing += f.value("type", "") == "typing" ? 1 : 0;
+  EXPECT_EQ(typing, 3);
+}
+
+// One watch may name at most --max-watch-users, and one socket may watch at most
+// --max-watched-users in all: each costs memory for the socket's life. A watch past the total is
+// refused as a whole (bad_request) and adds no one; naming users already watched costs nothing.
+TEST_F(Security, WatchedUsersPerSocketAreCapped) {
+  auto& s = own(fast_args({"--max-watched-users", "5"}));
+  auto a = register_user(s, "wc");
+  Session sa(s, a);
+  auto watch = [&](std::vector<std::string> users) {
+    return sa.request({{"type", "watch"}, {"users", users}});
+  };
+  auto presence_count = [&](const std::vector<json>& frames) {
+    int n = 0;
+    for (const auto& f : frames) n += f.value("type", "") == "presence" ? 1 : 0;
+    return n;
+  };
+  sa.send({{"type", "watch"}, {"users", {"w1", "w2", "w3"}}});
+  EXPECT_EQ(presence_count(sa.barrier()), 3);
+  auto refused = watch({"w1", "w4", "w5", "w6"});  // 3 new: 6 in all
+  EXPECT_EQ(refused.value("code", ""), "bad_request") << refused.dump();
+  EXPECT_NE(refused.value("message", "").find("at most 5"), std::string::npos) << refused.dump();
+  EXPECT_EQ(presence_count(sa.barrier()), 0) << "a refused watch adds no one";
+  sa.send({{"type", "watch"}, {"users", {"w1", "w2", "w4", "w5"}}});  // 2 new: 5 in all
+  EXPECT_EQ(presence_count(sa.barrier()), 4);
+  EXPECT_EQ(watch({"w6"}).value("code", ""), "bad_request");
+  // The socket stays usable.
+  EXPECT_EQ(sa.request({{"type", "ping"}}).value("type", ""), "pong");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Login throttling
 
@@ -624,6 +686,33 @@ TEST_F(Security, SuccessfulLoginsAreNeverThrottled) {
   // One failure then successes: still fine (the budget of 2 per name is not spent).
   EXPECT_EQ(login_from(s, "127.0.0.1", u.name, "wrong-password"), 401);
   EXPECT_EQ(login_from(s, "127.0.0.1", u.name, u.password), 200);
+}
+
+// Each registration costs an Argon2id hash on the hashing pool that logins share: a flood of
+// them from one address is cut off with 429, other addresses go on, and a request refused for
+// its own fault (400) costs nothing.
+TEST_F(Security, RegistrationsArePerAddressLimited) {
+  auto& s = own({"--send-rate", "1000000", "--send-burst", "1000000", "--argon2-memlimit-kib",
+                 "1024", "--argon2-opslimit", "1", "--register-burst-per-ip", "3",
+                 "--register-rate-per-ip", "0.01"});
+  const std::string path = "/api/v1/register";
+  EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body("Bad Name", "password-x")), 400);
+  EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "short")), 400);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "password-x")), 201) << i;
+  }
+  json body;
+  std::string retry;
+  EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "password-x"), &body, &retry),
+            429);
+  EXPECT_EQ(body["error"]["code"], "rate_limited") << body.dump();
+  ASSERT_TRUE(body["error"].contains("retry_after_ms")) << body.dump();
+  EXPECT_GT(body["error"]["retry_after_ms"].get<std::int64_t>(), 0);
+  EXPECT_FALSE(retry.empty()) << "a 429 carries Retry-After";
+  // Another address is not affected, and logins from the throttled one still work.
+  const std::string name = unique_name("rg");
+  EXPECT_EQ(post_from(s, "127.0.0.7", path, login_body(name, "password-x")), 201);
+  EXPECT_EQ(login_from(s, "127.0.0.6", name, "password-x"), 200);
 }
 
 TEST_F(Security, LoginThrottlingCountsParallelGuesses) {
@@ -867,7 +956,7 @@ TEST(ThrottleUnit, OriginRules) {
 
 TEST(ThrottleUnit, TokenBucketTablesStayBounded) {
   using namespace std::chrono;
-  core::TokenBuckets b({1000.0, 1});
+  core::RateLimiter b({1000.0, 1});
   auto now = steady_clock::now();
   for (int i = 0; i < 100000; ++i) {
     b.take("k" + std::to_string(i), now + milliseconds(i));

@@ -2,7 +2,7 @@
 // exact commands; `parley-bench <scenario> --help` for every option.
 //
 // The server's per-user send limit must be raised for benchmarks:
-//   parleyd --send-rate 1000000 --send-burst 1000000
+//   parleyd --send-rate 1000000 --send-burst 1000000 --register-burst-per-ip 0
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   raise_fd_limit();
   CLI::App app{
       "parley-bench: load generator for Parley (raw WebSocket over epoll).\n"
-      "Raise the server's per-user send limit first: parleyd --send-rate 1000000 --send-burst 1000000",
+      "Raise the server's limits first: parleyd --send-rate 1000000 --send-burst 1000000 "
+      "--register-burst-per-ip 0",
       "parley-bench"};
   app.require_subcommand(1);
 

@@ -24,8 +24,9 @@ namespace {
 using json = nlohmann::json;
 
 constexpr const char* kRateLimitNote =
-    "the server's per-user send limit (default 20/s, burst 40) must be raised for benchmarks: "
-    "parleyd --send-rate 1000000 --send-burst 1000000";
+    "the server's per-user send limit (default 20/s, burst 40) and per-address registration "
+    "limit (default burst 100) must be raised for benchmarks: "
+    "parleyd --send-rate 1000000 --send-burst 1000000 --register-burst-per-ip 0";
 
 struct Env {
   client::Endpoint http;
