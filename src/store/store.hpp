@@ -107,6 +107,13 @@ class Store {
   virtual void delete_token(std::string token_hash, Callback<TokenInfo> cb) = 0;  // not_found if absent
   // set_admin: sets or clears the user's admin flag (a write); not_found for an unknown user.
   virtual void set_admin(std::string user, bool admin, Callback<Ok> cb) = 0;
+  // delete_user (a write): in one transaction deletes every token, membership and invitation of
+  // the user and marks the user deleted. A deleted user cannot log in (get_user: not_found), has
+  // no valid token (lookup_token: not_found), cannot be invited, joined, dm'd, made admin or
+  // given a token (not_found), and keeps the name: create_user of it is a conflict, so old
+  // messages are never attributed to a newcomer. Messages stay in their rooms. not_found if the
+  // user does not exist or is deleted already.
+  virtual void delete_user(std::string user, Callback<Ok> cb) = 0;
 
   // Rooms and membership.
   // create_room: conflict if it exists; the creator becomes a member.

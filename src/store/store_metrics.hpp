@@ -30,6 +30,7 @@ enum class StoreOp {
   history,
   set_read,
   set_admin,
+  delete_user,
   count,
 };
 inline constexpr std::size_t kStoreOpCount = static_cast<std::size_t>(StoreOp::count);
