@@ -71,7 +71,8 @@ start() {
     local p
     p=$(node_port "$i")
     "$parleyd" --listen "127.0.0.1:$p" --node-id "node-$i" --store "$PARLEY_TEST_PG_URL" \
-      --bus "$PARLEY_TEST_AMQP_URL" --web-root "$root/web" "${extra[@]}" \
+      --bus "$PARLEY_TEST_AMQP_URL" --web-root "$root/web" --trusted-proxies 127.0.0.1 \
+      "${extra[@]}" \
       >"$run_dir/node-$i.log" 2>&1 &
     echo $! >"$run_dir/node-$i.pid"
     servers+="    server node-$i 127.0.0.1:$p check"$'\n'

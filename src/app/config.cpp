@@ -119,7 +119,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   auto& th = t.throttle;
   unsigned long max_conn_ip = th.max_connections_per_ip,
                 max_conn_user = th.max_connections_per_user;
-  std::string allowed_origins;
+  std::string allowed_origins, trusted_proxies;
 
   // One row per setting, kept on one line each so the table reads as a table.
   // clang-format off
@@ -161,6 +161,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"store-pool", "PostgreSQL connections (writer and readers)", "4", number(c.store_pool, 2u, 256u), {}},
       {"bus-exchange", "AMQP topic exchange the nodes of one cluster share; clusters sharing a broker (or vhost) need distinct names", c.bus_exchange, text(c.bus_exchange), {}},
       {"bus-consume-delay-ms", "testing only: the RabbitMQ consumer sleeps this long per message, so this node's queue fills (0: off)", "0", number(c.bus_consume_delay_ms, 0u, 10000u), {}},
+      {"trusted-proxies", "comma-separated addresses of proxies whose X-Forwarded-For names the client (per-address limits then count the client)", "none", text(trusted_proxies), {}},
       {"allowed-origins", "comma-separated origins (or *) whose pages may open a WebSocket besides the server's own", "none: same origin, or no Origin header", text(allowed_origins), {}},
       {"login-rate-per-user", "failed logins per second per username (token bucket refill)", "0.1", real(th.login.per_user.per_second, 0), {}},
       {"login-burst-per-user", "failed logins per username before 429 (0: no limit)", "10", real(th.login.per_user.burst, 0), {}},
@@ -266,7 +267,8 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   t.max_watched_users = max_watched;
   th.max_connections_per_ip = max_conn_ip;
   th.max_connections_per_user = max_conn_user;
-  th.allowed_origins = core::parse_origin_list(allowed_origins);
+  th.allowed_origins = core::split_list(allowed_origins);
+  th.trusted_proxies = core::split_list(trusted_proxies);
   for (const auto& [name, limit] : {std::pair{"login-rate-per-user", th.login.per_user},
                                      std::pair{"login-rate-per-ip", th.login.per_ip},
                                      std::pair{"register-rate-per-ip", th.register_per_ip}}) {

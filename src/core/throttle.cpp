@@ -2,6 +2,9 @@
 
 #include "core/throttle.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -114,7 +117,7 @@ bool origin_allowed(std::string_view origin, bool has_origin, std::string_view h
   return without_default_port(o.substr(scheme + 3)) == without_default_port(lower(trim(host)));
 }
 
-std::vector<std::string> parse_origin_list(std::string_view csv) {
+std::vector<std::string> split_list(std::string_view csv) {
   std::vector<std::string> out;
   while (!csv.empty()) {
     const auto comma = csv.find(',');
@@ -129,6 +132,23 @@ std::vector<std::string> parse_origin_list(std::string_view csv) {
 std::string_view address_of(std::string_view remote) {
   const auto colon = remote.rfind(':');
   return colon == std::string_view::npos ? remote : remote.substr(0, colon);
+}
+
+std::string client_address(std::string_view peer, std::string_view forwarded,
+                           const std::vector<std::string>& trusted_proxies) {
+  if (forwarded.empty() ||
+      std::find(trusted_proxies.begin(), trusted_proxies.end(), peer) == trusted_proxies.end()) {
+    return std::string(peer);
+  }
+  const auto comma = forwarded.rfind(',');
+  const std::string_view last =
+      trim(comma == std::string_view::npos ? forwarded : forwarded.substr(comma + 1));
+  // Only a literal IPv4 or IPv6 address is believed (not a port, a name or garbage).
+  const std::string candidate(last);
+  unsigned char parsed[sizeof(in6_addr)];
+  const bool is_address = inet_pton(AF_INET, candidate.c_str(), parsed) == 1 ||
+                          inet_pton(AF_INET6, candidate.c_str(), parsed) == 1;
+  return is_address ? candidate : std::string(peer);
 }
 
 }  // namespace parley::core

@@ -77,12 +77,21 @@ class ConnectionCounter {
 // when the Origin is in the list (compared case-insensitively, without a trailing slash).
 bool origin_allowed(std::string_view origin, bool has_origin, std::string_view host,
                     const std::vector<std::string>& allowed);
-// "https://a.example, https://b.example:8443" -> the entries, trimmed; empty entries dropped.
-std::vector<std::string> parse_origin_list(std::string_view csv);
+// A comma-separated setting ("https://a.example, https://b.example:8443") -> the entries,
+// trimmed; empty entries dropped.
+std::vector<std::string> split_list(std::string_view csv);
 
 // The address part of a remote endpoint "1.2.3.4:5678" or "::1:5678" (as the transport formats
 // it): everything before the last ':'. Returns the input when it has no ':'.
 std::string_view address_of(std::string_view remote);
+
+// The client's address for a request from `peer` (an address, no port) carrying the
+// X-Forwarded-For value `forwarded` (empty when absent). When `peer` is one of `trusted_proxies`,
+// the client is the header's last entry: the one that proxy appended itself. Earlier entries are
+// whatever the client claimed and are never believed, nor is the header from any other peer.
+// An entry that is not an IPv4 or IPv6 address falls back to `peer`.
+std::string client_address(std::string_view peer, std::string_view forwarded,
+                           const std::vector<std::string>& trusted_proxies);
 
 struct ThrottleSettings {
   LoginLimits login;
@@ -92,6 +101,9 @@ struct ThrottleSettings {
   std::size_t max_connections_per_ip = 0;     // WebSocket connections per client address
   std::size_t max_connections_per_user = 256;  // authenticated sessions per user, per node
   std::vector<std::string> allowed_origins;    // empty: no Origin or same origin only
+  // Peers whose X-Forwarded-For is believed (the load balancer): every per-address limit then
+  // counts the real client's address instead of the proxy's.
+  std::vector<std::string> trusted_proxies;
 };
 
 // The node's admission state.
@@ -110,6 +122,9 @@ class Throttle {
   ConnectionCounter& user_connections() { return user_connections_; }
   bool origin_allowed(std::string_view origin, bool has_origin, std::string_view host) const {
     return core::origin_allowed(origin, has_origin, host, settings_.allowed_origins);
+  }
+  std::string client_address(std::string_view peer, std::string_view forwarded) const {
+    return core::client_address(peer, forwarded, settings_.trusted_proxies);
   }
 
  private:

@@ -6,9 +6,10 @@ namespace parley::store {
 
 namespace {
 constexpr std::array<const char*, kStoreOpCount> kOpNames = {
-    "create_user", "get_user",   "create_token", "lookup_token", "delete_token", "create_room",
-    "join_room",   "leave_room", "invite",       "open_dm",      "is_member",    "list_rooms",
-    "room_info",   "append",     "read_range",   "history",      "set_read",     "set_admin",    "delete_user",
+    "create_user", "get_user",   "create_token", "lookup_token", "delete_token",
+    "create_room", "join_room",  "leave_room",   "invite",       "open_dm",
+    "is_member",   "list_rooms", "room_info",    "append",       "read_range",
+    "history",     "set_read",   "set_admin",    "delete_user",
 };
 }  // namespace
 

@@ -101,14 +101,12 @@ std::string collect_node_stats(Node& node) {
   return o;
 }
 
-void handle_admin_nodes(Node& node, const ApiRequest& req, Respond done) {
-  if (req.method != "GET") return done(error_response(405, "bad_request", "use GET"));
+void with_admin(Node& node, const ApiRequest& req, Respond done, std::function<void()> fn) {
   if (req.bearer.empty()) {
     return done(error_response(401, "unauthorized", "missing Authorization: Bearer <token>"));
   }
-  // Straight to the store, not through the token cache: a grant or revoke takes effect at once.
   node.store().lookup_token(
-      Node::hash_token(req.bearer), [&node, done](Result<store::TokenInfo> r) {
+      Node::hash_token(req.bearer), [done, fn = std::move(fn)](Result<store::TokenInfo> r) {
         const auto now_s = now_ms() / 1000;
         if (!r || r->expires_at <= now_s) {
           if (!r && r.error() == store::StoreErrc::unavailable) {
@@ -116,21 +114,26 @@ void handle_admin_nodes(Node& node, const ApiRequest& req, Respond done) {
           }
           return done(error_response(401, "unauthorized", "invalid or expired token"));
         }
-        if (!r->is_admin) {
-          return done(error_response(403, "forbidden", "the dashboard is for admins only"));
-        }
-        std::string body = "{\"nodes\":[" + collect_node_stats(node);
-        for (const auto& stats : node.peer_stats()) {
-          body += ',';
-          body += stats;
-        }
-        body += "]}";
-        HttpResponse res;
-        res.status = 200;
-        res.body = std::move(body);
-        res.extra_headers = "Cache-Control: no-store\r\n";
-        done(std::move(res));
+        if (!r->is_admin) return done(error_response(403, "forbidden", "for admins only"));
+        fn();
       });
+}
+
+void handle_admin_nodes(Node& node, const ApiRequest& req, Respond done) {
+  if (req.method != "GET") return done(error_response(405, "bad_request", "use GET"));
+  with_admin(node, req, done, [&node, done] {
+    std::string body = "{\"nodes\":[" + collect_node_stats(node);
+    for (const auto& stats : node.peer_stats()) {
+      body += ',';
+      body += stats;
+    }
+    body += "]}";
+    HttpResponse res;
+    res.status = 200;
+    res.body = std::move(body);
+    res.extra_headers = "Cache-Control: no-store\r\n";
+    done(std::move(res));
+  });
 }
 
 }  // namespace parley::transport

@@ -175,6 +175,13 @@ void do_login(Node& node, const ApiRequest& req, Respond done) {
   });
 }
 
+HttpResponse no_content() {
+  HttpResponse res;
+  res.status = 204;
+  res.content_type.clear();
+  return res;
+}
+
 // Runs `fn(user)` when the bearer token is valid, else answers 401.
 void with_user(Node& node, const ApiRequest& req, Respond done,
                std::function<void(const std::string&)> fn) {
@@ -198,10 +205,67 @@ void do_logout(Node& node, const ApiRequest& req, Respond done) {
       node.forget_token(h);
       // Every node (this one included) closes the token's sockets when this event arrives.
       node.publish_user_event({UserEvent::Kind::logout, user, {}, 0, {}, h, {}});
-      HttpResponse res;
-      res.status = 204;
-      res.content_type.clear();
-      done(std::move(res));
+      done(no_content());
+    });
+  });
+}
+
+// Deletes `user`'s account, then tells every node (this one included, through the bus): each
+// forgets the user's cached tokens and closes the user's sockets with 1008 "account deleted".
+// A node whose bus is down at that moment stops trusting its cached tokens within the token
+// cache's TTL (Node::authenticate). Answers 204, or 404 for an unknown or deleted user.
+void delete_account(Node& node, const std::string& user, Respond done) {
+  node.store().delete_user(user, [&node, user, done](Result<Ok> r) {
+    if (!r) {
+      if (r.error() == store::StoreErrc::not_found) {
+        return done(error_response(404, "not_found", "no user " + user));
+      }
+      return done(store_error(r.error()));
+    }
+    node.forget_user_tokens(user);
+    node.publish_user_event({UserEvent::Kind::deleted, user, {}, 0, {}, {}, {}});
+    spdlog::info("deleted user {}", user);
+    done(no_content());
+  });
+}
+
+// DELETE /api/v1/users/me {"password"}: a user deletes their own account. A token alone is not
+// enough (it may have been stolen from a page or a log): the password is checked, and every
+// attempt is charged to the login throttle exactly like a login, so it is no way around it.
+void do_delete_me(Node& node, const ApiRequest& req, Respond done) {
+  with_user(node, req, done, [&node, body = req.body, remote = req.remote,
+                              done](const std::string& user) {
+    rapidjson::Document d;
+    d.Parse(body.data(), body.size());
+    if (d.HasParseError() || !d.IsObject()) {
+      return done(error_response(400, "bad_request", "the body must be a JSON object"));
+    }
+    auto p = d.FindMember("password");
+    if (p == d.MemberEnd() || !p->value.IsString()) {
+      return done(error_response(400, "bad_request", "password (string) is required"));
+    }
+    std::string password(p->value.GetString(), p->value.GetStringLength());
+    if (auto wait = node.throttle().login().attempt(user, remote, std::chrono::steady_clock::now())) {
+      return done(rate_limited_response("too many attempts; retry later", wait));
+    }
+    node.store().get_user(user, [&node, user, password = std::move(password), remote,
+                                 done](Result<store::UserAuth> r) {
+      if (!r) {
+        // Deleted meanwhile (by another request or an admin): the token is no longer valid.
+        if (r.error() == store::StoreErrc::not_found) {
+          return done(error_response(401, "unauthorized", "invalid or expired token"));
+        }
+        return done(store_error(r.error()));
+      }
+      boost::asio::post(node.hash_pool(), [&node, user, password, remote,
+                                           stored = r->password_hash, done] {
+        if (crypto_pwhash_str_verify(stored.c_str(), password.data(), password.size()) != 0) {
+          spdlog::info("account deletion for {} refused: wrong password", user);
+          return done(error_response(401, "unauthorized", "wrong password"));
+        }
+        node.throttle().login().succeeded(user, remote, std::chrono::steady_clock::now());
+        delete_account(node, user, done);
+      });
     });
   });
 }
@@ -329,8 +393,20 @@ bool handle_api(Node& node, ApiRequest req, Respond done) {
   } else if (p == "/api/v1/logout") {
     if (!post) done(error_response(405, "bad_request", "use POST"));
     else do_logout(node, req, done);
+  } else if (p == "/api/v1/users/me") {
+    if (req.method != "DELETE") done(error_response(405, "bad_request", "use DELETE"));
+    else do_delete_me(node, req, done);
   } else if (p == "/api/v1/admin/nodes") {
     handle_admin_nodes(node, req, done);
+  } else if (p.rfind("/api/v1/admin/users/", 0) == 0) {
+    auto user = url_decode(std::string_view(p).substr(20));
+    if (req.method != "DELETE") {
+      done(error_response(405, "bad_request", "use DELETE"));
+    } else if (!user || !core::valid_username(*user)) {
+      done(error_response(400, "bad_request", "username must match ^[a-z0-9_.-]{1,32}$"));
+    } else {
+      with_admin(node, req, done, [&node, user = *user, done] { delete_account(node, user, done); });
+    }
   } else if (p == "/api/v1/rooms") {
     if (!get) done(error_response(405, "bad_request", "use GET"));
     else do_rooms(node, req, done);

@@ -66,6 +66,10 @@ HttpSession::HttpSession(Node& node, Shard& shard, asio::ip::tcp::socket socket)
 
 void HttpSession::start() { do_read(); }
 
+std::string HttpSession::client_address(const Request& req) const {
+  return node_.throttle().client_address(core::address_of(remote_), req["X-Forwarded-For"]);
+}
+
 void HttpSession::do_read() {
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
@@ -128,7 +132,7 @@ void HttpSession::on_request(Request req) {
   api.path = path;
   api.query = query;
   api.body = std::move(req.body());
-  api.remote = std::string(core::address_of(remote_));
+  api.remote = client_address(req);
   auto auth = req[http::field::authorization];
   if (auth.size() > 7 && beast::iequals(auth.substr(0, 7), "Bearer ")) {
     api.bearer = std::string(auth.substr(7));
@@ -217,7 +221,7 @@ void HttpSession::upgrade(Request req) {
     return;
   }
   // Connections per client address: counted from here until the WebSocket session ends.
-  const std::string address(core::address_of(remote_));
+  const std::string address = client_address(req);
   if (!node_.throttle().ip_connections().try_acquire(address)) {
     spdlog::info("http {}: too many WebSocket connections from this address", remote_);
     keep_alive_ = false;
@@ -234,9 +238,12 @@ void HttpSession::upgrade(Request req) {
                       }
                       auto data = self->buffer_.data();
                       std::string initial(static_cast<const char*>(data.data()), data.size());
+                      // The session releases its connection count under the client's address,
+                      // so it is named by that address (with the peer's port, for the logs).
+                      const auto port = self->remote_.substr(self->remote_.rfind(':') + 1);
                       auto ws = std::make_shared<WsSession>(self->node_, self->shard_,
                                                             std::move(self->socket_),
-                                                            std::move(initial), self->remote_);
+                                                            std::move(initial), address + ":" + port);
                       ws->start();
                     });
 }

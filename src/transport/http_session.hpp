@@ -36,6 +36,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void upgrade(Request req);
   void respond(HttpResponse res);
   void handle_static(const Request& req);
+  // The client's address (no port) for per-address limits: the TCP peer's, or the one a trusted
+  // proxy put in X-Forwarded-For (core::client_address).
+  std::string client_address(const Request& req) const;
 
   Node& node_;
   Shard& shard_;
@@ -47,7 +50,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   bool keep_alive_ = true;
   bool head_ = false;
-  std::string remote_;
+  std::string remote_;  // the TCP peer, "address:port"
   std::string out_;
 };
 

@@ -23,6 +23,7 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr std::size_t kMaxCachedTokens = 100000;
+constexpr std::chrono::seconds kTokenCacheTtl{60};
 
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -47,6 +48,9 @@ std::string user_event_json(const UserEvent& ev) {
       break;
     case UserEvent::Kind::invitation:
       out += "\"invitation\"";
+      break;
+    case UserEvent::Kind::deleted:
+      out += "\"deleted\"";
       break;
   }
   auto field = [&out](const char* name, const std::string& v) {
@@ -87,6 +91,8 @@ std::shared_ptr<const UserEvent> parse_user_event(const std::string& json) {
     ev->kind = UserEvent::Kind::logout;
   else if (kind == "invitation")
     ev->kind = UserEvent::Kind::invitation;
+  else if (kind == "deleted")
+    ev->kind = UserEvent::Kind::deleted;
   else
     return nullptr;
   ev->user = str("user");
@@ -397,8 +403,9 @@ void Node::authenticate(const std::string& token,
     std::lock_guard lock(tokens_mu_);
     auto it = token_cache_.find(h);
     if (it != token_cache_.end()) {
-      if (it->second.expires_at > now_s()) {
-        auto info = it->second;
+      if (it->second.info.expires_at > now_s() &&
+          std::chrono::steady_clock::now() - it->second.cached_at < kTokenCacheTtl) {
+        auto info = it->second.info;
         cb(std::move(info));
         return;
       }
@@ -413,7 +420,7 @@ void Node::authenticate(const std::string& token,
     if (r) {
       std::lock_guard lock(tokens_mu_);
       if (token_cache_.size() >= kMaxCachedTokens) token_cache_.clear();
-      token_cache_[h] = *r;
+      token_cache_[h] = CachedToken{*r, std::chrono::steady_clock::now()};
     }
     cb(std::move(r));
   });
@@ -433,6 +440,13 @@ std::vector<std::string> Node::peer_stats() {
 void Node::forget_token(const std::string& token_hash) {
   std::lock_guard lock(tokens_mu_);
   token_cache_.erase(token_hash);
+}
+
+void Node::forget_user_tokens(const std::string& user) {
+  // A walk over the whole cache: deletions are rare, and an index by user would cost memory
+  // and upkeep on every authentication.
+  std::lock_guard lock(tokens_mu_);
+  std::erase_if(token_cache_, [&user](const auto& kv) { return kv.second.info.user == user; });
 }
 
 void Node::publish_message(const store::StoredMessage& m) {
@@ -519,6 +533,7 @@ void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
         d.user_event = parse_user_event(ev->payload);
         if (!d.user_event) continue;
         if (d.user_event->kind == UserEvent::Kind::logout) forget_token(d.user_event->token_hash);
+        if (d.user_event->kind == UserEvent::Kind::deleted) forget_user_tokens(d.user_event->user);
         break;
       case bus::EventKind::presence: {
         bool online = ev->payload.find("true") != std::string::npos;

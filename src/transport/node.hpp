@@ -38,12 +38,12 @@ class Shard;
 
 // A per-user event, decoded once from the bus on the bus thread.
 struct UserEvent {
-  enum class Kind { joined, left, read, logout, invitation } kind = Kind::joined;
+  enum class Kind { joined, left, read, logout, invitation, deleted } kind = Kind::joined;
   std::string user;
   std::string room;
   std::uint64_t seq = 0;       // joined: the room's last_seq; read: the marker
   std::string by;              // invitation: the inviter
-  std::string token_hash;      // logout
+  std::string token_hash;      // logout (deleted: every token of `user`)
   std::string origin_session;  // read: the session that moved the marker (skipped)
 };
 
@@ -124,6 +124,8 @@ class Node {
   // thread or inline (cache hit); callers post back to their own executor.
   void authenticate(const std::string& token, std::function<void(Result<store::TokenInfo>)> cb);
   void forget_token(const std::string& token_hash);
+  // Drops every cached token of `user` (the account was deleted).
+  void forget_user_tokens(const std::string& user);
   static std::string hash_token(std::string_view token);
 
   // The latest heartbeat figures of each live peer, as JSON objects (see admin_api.hpp).
@@ -183,7 +185,13 @@ class Node {
   void log_state_changes();
 
   std::mutex tokens_mu_;
-  std::unordered_map<std::string, store::TokenInfo> token_cache_;  // token hash -> user, expiry
+  // A token hash's lookup, reused for kTokenCacheTtl: revocations reach every node on the bus at
+  // once, and the TTL bounds how long a node that missed one (its bus was down) trusts a token.
+  struct CachedToken {
+    store::TokenInfo info;
+    std::chrono::steady_clock::time_point cached_at;
+  };
+  std::unordered_map<std::string, CachedToken> token_cache_;  // token hash -> lookup
 };
 
 }  // namespace parley::transport

@@ -403,6 +403,9 @@ void WsSession::on_user_event(const UserEvent& ev) {
     case UserEvent::Kind::invitation:
       send_json(protocol::encode_invitation(ev.room, ev.by));
       break;
+    case UserEvent::Kind::deleted:
+      close(ws::close_code::policy_violation, "account deleted");
+      break;
   }
 }
 

@@ -5,9 +5,6 @@
 // PARLEY_TEST_AMQP_URL must be set; missing is a failure) each node also answers with the other
 // node's figures, carried in its heartbeats, and drops a node that stopped.
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <cstdlib>
 
 #include "fixture.hpp"
@@ -15,27 +12,6 @@
 
 namespace parley::test {
 namespace {
-
-struct CmdResult {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CmdResult run_admin(const ServerProcess& s, const std::vector<std::string>& args,
-                    bool with_store = true) {
-  std::string cmd = "timeout 30 '" + parleyd_path() + "' admin";
-  for (const auto& a : args) cmd += " '" + a + "'";
-  if (with_store) cmd += " --store 'sqlite:" + (s.data_dir() / "parley.db").string() + "'";
-  CmdResult r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
-}
 
 // The entries of GET /api/v1/admin/nodes on `s`, by node id; throws unless 200.
 std::map<std::string, json> all_stats(const ServerProcess& s, const std::string& token) {
@@ -63,23 +39,23 @@ class Admin : public IntegrationTest {};
 TEST_F(Admin, CommandGrantsAndRevokesAndReportsErrors) {
   auto& s = own();
   auto u = register_user(s, "adm");
-  auto ok = run_admin(s, {"grant", u.name});
+  auto ok = run_parleyd_admin(s, {"grant", u.name});
   EXPECT_EQ(ok.code, 0) << ok.output;
   EXPECT_NE(ok.output.find(u.name), std::string::npos) << ok.output;
 
-  auto missing = run_admin(s, {"grant", "nobody-here"});
+  auto missing = run_parleyd_admin(s, {"grant", "nobody-here"});
   EXPECT_EQ(missing.code, 1) << missing.output;
   EXPECT_NE(missing.output.find("no user nobody-here"), std::string::npos) << missing.output;
 
-  auto usage = run_admin(s, {"promote", u.name});
+  auto usage = run_parleyd_admin(s, {"promote", u.name});
   EXPECT_EQ(usage.code, 1);
   EXPECT_NE(usage.output.find("usage"), std::string::npos) << usage.output;
 
-  auto bad_store = run_admin(s, {"grant", u.name, "--store", "mysql://x"}, false);
+  auto bad_store = run_parleyd_admin(s, {"grant", u.name, "--store", "mysql://x"}, false);
   EXPECT_EQ(bad_store.code, 1);
   EXPECT_NE(bad_store.output.find("cannot open the store"), std::string::npos) << bad_store.output;
 
-  auto revoke = run_admin(s, {"revoke", u.name});
+  auto revoke = run_parleyd_admin(s, {"revoke", u.name});
   EXPECT_EQ(revoke.code, 0) << revoke.output;
 }
 
@@ -96,7 +72,7 @@ TEST_F(Admin, NodesEndpointRefusesAndThenReportsMovingFigures) {
   EXPECT_EQ(s.http().get("/api/v1/admin/nodes", admin.token).status, 403u);
 
   // The grant takes effect at once, for a token issued before it.
-  ASSERT_EQ(run_admin(s, {"grant", admin.name}).code, 0);
+  ASSERT_EQ(run_parleyd_admin(s, {"grant", admin.name}).code, 0);
   const json before = own_stats(s, admin.token);
   for (const char* k :
        {"ts", "connections", "sessions", "messages_received", "messages_delivered", "send_to_ack",
@@ -135,8 +111,34 @@ TEST_F(Admin, NodesEndpointRefusesAndThenReportsMovingFigures) {
   EXPECT_GT(after["ts"].get<double>(), before["ts"].get<double>());
 
   // Revoked: refused again.
-  ASSERT_EQ(run_admin(s, {"revoke", admin.name}).code, 0);
+  ASSERT_EQ(run_parleyd_admin(s, {"revoke", admin.name}).code, 0);
   EXPECT_EQ(s.http().get("/api/v1/admin/nodes", admin.token).status, 403u);
+}
+
+// Two nodes on one PostgreSQL and RabbitMQ: an account deleted through node A is dead on node B
+// at once, although B had its token cached and a socket open.
+TEST_F(Admin, AccountDeletionReachesEveryNode) {
+  TestDatabase db;
+  auto args = [&](const std::string& id) {
+    auto a = default_server_args();
+    for (auto& x : bus_args(db)) a.push_back(x);
+    for (std::string x : {std::string("--store"), db.url(), std::string("--node-id"), id}) {
+      a.push_back(x);
+    }
+    return a;
+  };
+  auto& na = own(args(unique_name("dela")));
+  auto& nb = own(args(unique_name("delb")));
+  auto u = register_user(na, "del");
+  ASSERT_EQ(nb.http().get("/api/v1/rooms", u.token).status, 200u);  // B caches the token
+  Session on_b(nb, u);
+  auto res = na.http().request("DELETE", "/api/v1/users/me", json{{"password", u.password}}, u.token);
+  ASSERT_EQ(res.status, 204u) << res.body;
+  auto closed = on_b.wait_closed(5s);
+  EXPECT_EQ(closed.kind, client::WsEvent::Kind::closed) << "B's socket stayed open";
+  EXPECT_EQ(closed.close_code, 1008);
+  EXPECT_EQ(closed.close_reason, "account deleted");
+  EXPECT_EQ(nb.http().get("/api/v1/rooms", u.token).status, 401u);
 }
 
 TEST_F(Admin, EachNodeReportsItsPeersFromTheirHeartbeats) {

@@ -373,7 +373,10 @@ TEST_F(Metrics, PrometheusQueryApiSeesExactConnectionsAndMessages) {
 // queue, backlog included, so B came back with a depth of 0.)
 TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsSlowed) {
   TestDatabase db;
-  auto& na = own(cluster_args(db, unique_name("obsqa")));
+  // A publishes the typing events: their rate limit is raised.
+  auto fast_args = cluster_args(db, unique_name("obsqa"));
+  fast_args.insert(fast_args.end(), {"--typing-rate", "1000000", "--typing-burst", "1000000"});
+  auto& na = own(fast_args);
   auto slow_args = cluster_args(db, unique_name("obsqb"));
   slow_args.insert(slow_args.end(), {"--bus-consume-delay-ms", "5"});
   auto& nb = own(slow_args);

@@ -174,9 +174,10 @@ std::string login_body(const std::string& user, const std::string& password) {
   return json({{"username", user}, {"password", password}}).dump();
 }
 
-std::string post_to(const std::string& path, const std::string& body) {
+std::string post_to(const std::string& path, const std::string& body,
+                    const std::string& extra_headers = {}) {
   return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body;
+         std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
 }
 
 std::string post_login(const std::string& body) { return post_to("/api/v1/login", body); }
@@ -411,6 +412,109 @@ TEST_F(Security, LoggedOutTokenIsDeadEverywhere) {
 
 // ---------------------------------------------------------------------------------------------
 // The user x room matrix
+
+// A user deletes their own account (DELETE /api/v1/users/me with the password): every token of
+// theirs dies on the spot (sockets closed 1008 "account deleted", HTTP 401, new sockets 1008),
+// the name can neither log in nor be taken again, nobody can invite or dm it, and what they said
+// stays in the rooms.
+TEST_F(Security, DeletedUsersTokensAreDeadAndTheNameStaysTaken) {
+  auto& s = srv();
+  auto u = register_user(s, "del");
+  auto peer = register_user(s, "del");
+  const std::string second_token = login_token(s, u);
+  const auto room = unique_name("delroom");
+  {
+    Session su(s, u);
+    su.create(room);
+    Session sp(s, peer);
+    sp.join(room);
+    su.send_message(room, "said before leaving");
+  }
+  RawWsClient open;
+  open.connect(s.host(), s.port());
+  open.authenticate(u.token);
+  RawWsClient other;
+  other.connect(s.host(), s.port());
+  other.authenticate(second_token);
+
+  const std::string path = "/api/v1/users/me";
+  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json{{"password", u.password}}), 401,
+                            "unauthorized"))
+      << "no token";
+  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json::object(), u.token), 400,
+                            "bad_request"))
+      << "no password";
+  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json{{"password", "not-the-password"}},
+                                             u.token),
+                            401, "unauthorized"))
+      << "a token alone must not delete an account";
+  EXPECT_TRUE(is_http_error(s.http().request("POST", path, json{{"password", u.password}}, u.token),
+                            405, "bad_request"));
+  // Still alive after the refusals.
+  other.send_json({{"type", "ping"}, {"ref", "alive"}});
+  EXPECT_EQ(other.read_json(5s).value("ref", ""), "alive");
+
+  auto res = s.http().request("DELETE", path, json{{"password", u.password}}, u.token);
+  ASSERT_EQ(res.status, 204) << res.body;
+  EXPECT_TRUE(closed_with(open, 1008, "account deleted", 2s));
+  EXPECT_TRUE(closed_with(other, 1008, "account deleted", 2s));
+  for (const auto& t : {u.token, second_token}) {
+    EXPECT_TRUE(is_http_error(s.http().get("/api/v1/rooms", t), 401, "unauthorized"));
+    RawWsClient again;
+    again.connect(s.host(), s.port());
+    again.send_json({{"type", "auth"}, {"token", t}});
+    EXPECT_TRUE(closed_with(again, 1008, "unauthorized"));
+  }
+  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json{{"password", u.password}}, u.token),
+                            401, "unauthorized"));
+  EXPECT_TRUE(is_http_error(
+      s.http().post("/api/v1/login", json{{"username", u.name}, {"password", u.password}}), 401,
+      "unauthorized"));
+  EXPECT_TRUE(is_http_error(
+      s.http().post("/api/v1/register", json{{"username", u.name}, {"password", "new-password"}}),
+      409, "conflict"))
+      << "the name stays taken, so old messages are never attributed to a newcomer";
+  Session sp(s, peer);
+  EXPECT_EQ(sp.request({{"type", "invite"}, {"room", room}, {"user", u.name}}).value("code", ""),
+            "not_found");
+  EXPECT_EQ(sp.request({{"type", "dm"}, {"user", u.name}}).value("code", ""), "not_found");
+  auto history = all_messages_http(s, peer.token, room);
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].value("from", ""), u.name);
+  EXPECT_EQ(history[0].value("body", ""), "said before leaving");
+}
+
+// An admin deletes any account (DELETE /api/v1/admin/users/NAME); nobody else can.
+TEST_F(Security, AdminsDeleteAccountsAndNobodyElseCan) {
+  auto& s = srv();
+  auto admin = register_user(s, "dadm");
+  auto victim = register_user(s, "dvic");
+  ASSERT_EQ(run_parleyd_admin(s, {"grant", admin.name}).code, 0);
+  const std::string path = "/api/v1/admin/users/" + victim.name;
+  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path), 401, "unauthorized"));
+  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, std::nullopt, victim.token), 403,
+                            "forbidden"))
+      << "not even one's own account this way";
+  EXPECT_TRUE(is_http_error(s.http().request("GET", path, std::nullopt, admin.token), 405,
+                            "bad_request"));
+  EXPECT_TRUE(is_http_error(
+      s.http().request("DELETE", "/api/v1/admin/users/Not%20A%20Name", std::nullopt, admin.token),
+      400, "bad_request"));
+  EXPECT_TRUE(is_http_error(
+      s.http().request("DELETE", "/api/v1/admin/users/nobody_at_all", std::nullopt, admin.token),
+      404, "not_found"));
+  RawWsClient open;
+  open.connect(s.host(), s.port());
+  open.authenticate(victim.token);
+  auto res = s.http().request("DELETE", path, std::nullopt, admin.token);
+  ASSERT_EQ(res.status, 204) << res.body;
+  EXPECT_TRUE(closed_with(open, 1008, "account deleted", 2s));
+  EXPECT_TRUE(is_http_error(s.http().get("/api/v1/rooms", victim.token), 401, "unauthorized"));
+  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, std::nullopt, admin.token), 404,
+                            "not_found"))
+      << "deleted already";
+  EXPECT_EQ(s.http().get("/api/v1/rooms", admin.token).status, 200);
+}
 
 TEST_F(Security, UserRoomMatrixNothingLeaksAcrossRooms) {
   auto& s = srv();
@@ -678,6 +782,36 @@ TEST_F(Security, LoginIsThrottledPerAddress) {
   EXPECT_EQ(login_from(s, "127.0.0.5", "Not A Name!", "password-x"), 429);
 }
 
+// Behind HAProxy every client arrives from the proxy's address. With --trusted-proxies the
+// per-address limits count the address the proxy appended to X-Forwarded-For instead; the header
+// is believed only from a trusted peer, and only its last entry (the client writes the others).
+TEST_F(Security, TrustedProxysForwardedAddressIsTheClient) {
+  auto& s = own(fast_args({"--trusted-proxies", "127.0.0.1", "--login-burst-per-ip", "2",
+                           "--login-rate-per-ip", "0.01", "--login-burst-per-user", "1000"}));
+  auto login_via = [&](const std::string& source, const std::string& forwarded) {
+    RawConn c(s.host(), s.port(), source);
+    c.send(post_to("/api/v1/login", login_body("nobody_fw", "password-x"),
+                   "X-Forwarded-For: " + forwarded + "\r\n"));
+    return c.read_response(10s);
+  };
+  // Two clients behind the trusted proxy have budgets of their own.
+  EXPECT_EQ(login_via("127.0.0.1", "10.1.0.1"), 401);
+  EXPECT_EQ(login_via("127.0.0.1", "10.1.0.1"), 401);
+  EXPECT_EQ(login_via("127.0.0.1", "10.1.0.1"), 429);
+  EXPECT_EQ(login_via("127.0.0.1", "10.1.0.2"), 401);
+  // Only the last entry counts: a client cannot pick its address by sending the header itself.
+  EXPECT_EQ(login_via("127.0.0.1", "10.1.0.2, 10.1.0.1"), 429);
+  EXPECT_EQ(login_via("127.0.0.1", "10.1.0.1, 10.1.0.3"), 401);
+  // From a peer that is not trusted the header is ignored: it is charged to the peer.
+  EXPECT_EQ(login_via("127.0.0.9", "10.1.0.4"), 401);
+  EXPECT_EQ(login_via("127.0.0.9", "10.1.0.5"), 401);
+  EXPECT_EQ(login_via("127.0.0.9", "10.1.0.6"), 429);
+  // An entry that is not an address is charged to the proxy itself.
+  EXPECT_EQ(login_via("127.0.0.1", "not-an-address"), 401);
+  EXPECT_EQ(login_via("127.0.0.1", "10.1.0.7:8080x"), 401);
+  EXPECT_EQ(login_via("127.0.0.1", "garbage"), 429);
+}
+
 TEST_F(Security, SuccessfulLoginsAreNeverThrottled) {
   auto& s = own(fast_args({"--login-burst-per-user", "2", "--login-rate-per-user", "0.01",
                            "--login-burst-per-ip", "3", "--login-rate-per-ip", "0.01"}));
@@ -933,6 +1067,18 @@ TEST(ThrottleUnit, ConnectionCounterCapsAndForgets) {
   EXPECT_EQ(unlimited.count("k"), 1000u);
 }
 
+TEST(ThrottleUnit, ClientAddressBelievesOnlyTrustedProxiesLastEntry) {
+  const std::vector<std::string> trusted{"127.0.0.1", "::1"};
+  EXPECT_EQ(core::client_address("127.0.0.1", "", trusted), "127.0.0.1");
+  EXPECT_EQ(core::client_address("127.0.0.1", "10.0.0.1", trusted), "10.0.0.1");
+  EXPECT_EQ(core::client_address("::1", " 1.2.3.4 ,  2001:db8::7 ", trusted), "2001:db8::7");
+  EXPECT_EQ(core::client_address("10.9.9.9", "10.0.0.1", trusted), "10.9.9.9");
+  EXPECT_EQ(core::client_address("127.0.0.1", "10.0.0.1,", trusted), "127.0.0.1");
+  EXPECT_EQ(core::client_address("127.0.0.1", "dead", trusted), "127.0.0.1");
+  EXPECT_EQ(core::client_address("127.0.0.1", "10.0.0.1:80", trusted), "127.0.0.1");
+  EXPECT_EQ(core::client_address("127.0.0.1", "10.0.0.1", {}), "127.0.0.1");
+}
+
 TEST(ThrottleUnit, OriginRules) {
   const std::vector<std::string> none;
   EXPECT_TRUE(core::origin_allowed("", false, "h:1", none));
@@ -943,7 +1089,7 @@ TEST(ThrottleUnit, OriginRules) {
   EXPECT_FALSE(core::origin_allowed("http://h:1", true, "", none));
   EXPECT_FALSE(core::origin_allowed("null", true, "h:1", none));
   EXPECT_FALSE(core::origin_allowed("", true, "h:1", none));
-  const auto list = core::parse_origin_list(" https://a.example ,, https://B.example:8443/ ");
+  const auto list = core::split_list(" https://a.example ,, https://B.example:8443/ ");
   ASSERT_EQ(list.size(), 2u);
   EXPECT_TRUE(core::origin_allowed("https://a.example", true, "h", list));
   EXPECT_TRUE(core::origin_allowed("https://b.example:8443", true, "h", list));

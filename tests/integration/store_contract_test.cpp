@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,6 +102,9 @@ class Blocking {
   }
   Result<Ok> set_admin(const std::string& user, bool admin) {
     return wait_for<Ok>([&](auto cb) { s_.set_admin(user, admin, cb); });
+  }
+  Result<Ok> delete_user(const std::string& user) {
+    return wait_for<Ok>([&](auto cb) { s_.delete_user(user, cb); });
   }
   Result<Ok> create_room(const std::string& r, RoomKind k, const std::string& creator) {
     return wait_for<Ok>([&](auto cb) { s_.create_room(r, k, creator, cb); });
@@ -445,6 +449,42 @@ class StoreFixture : public ::testing::Test {
     return main_.registry->histogram("parley_store_batch_size", "", {}, {});
   }
 
+  // The first column of the first row of `sql`, as text, read straight from the database
+  // (outside the store) for what the port cannot show, such as rows of a deleted user.
+  std::string db_value(const std::string& sql) {
+    if (adapter_ == Adapter::postgres) {
+      PgAdmin admin(url_);
+      EXPECT_TRUE(admin.ok()) << admin.error();
+      return admin.value(sql);
+    }
+    sqlite3* db = nullptr;
+    std::string out;
+    if (sqlite3_open_v2(sqlite_options().path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_stmt* stmt = nullptr;
+      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+          sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+        out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+      } else {
+        ADD_FAILURE() << sqlite3_errmsg(db) << " (in " << sql << ")";
+      }
+      sqlite3_finalize(stmt);
+    }
+    sqlite3_close_v2(db);
+    return out;
+  }
+  // How many tokens, memberships and invitations name `user`, e.g. "0/0/0".
+  std::string rows_naming(const std::string& user) {
+    const std::string column = adapter_ == Adapter::sqlite ? "user" : "user_name";
+    std::string out;
+    for (const char* table : {"tokens", "members", "invites"}) {
+      if (!out.empty()) out += "/";
+      out += db_value(std::string("SELECT count(*) FROM ") + table + " WHERE " + column + " = '" +
+                      user + "'");
+    }
+    return out;
+  }
+
   Adapter adapter_ = Adapter::sqlite;
   fs::path dir_;
   std::string base_url_;
@@ -538,6 +578,258 @@ TEST_P(StoreContract, SetAdminUnknownUserIsNotFound) {
   seed();
   EXPECT_EQ(error_of(db_->set_admin("nobody", true)), StoreErrc::not_found);
   EXPECT_EQ(error_of(db_->set_admin("nobody", false)), StoreErrc::not_found);
+}
+
+// --- user deletion -----------------------------------------------------------------------------
+
+// Bob has everything a user can have: tokens, the admin flag, memberships of a public room, of a
+// room he created and of a dm, a pending invitation, and messages. Deleting him takes away all
+// but his messages and his name, and leaves alice as she was.
+TEST_P(StoreContract, DeleteUserRemovesAccessButKeepsMessagesAndName) {
+  seed();
+  ASSERT_TRUE(db_->join_room("general", "bob").has_value());
+  ASSERT_TRUE(db_->create_room("bobs", RoomKind::public_room, "bob").has_value());
+  ASSERT_TRUE(db_->create_room("secret", RoomKind::private_room, "alice").has_value());
+  ASSERT_TRUE(db_->invite("secret", "alice", "bob").has_value());
+  ASSERT_TRUE(db_->open_dm("dm:alice:bob", "alice", "bob").has_value());
+  ASSERT_TRUE(db_->append("general", "alice", "a-1", "hi bob").has_value());
+  ASSERT_TRUE(db_->append("general", "bob", "b-1", "hi alice").has_value());
+  ASSERT_TRUE(db_->append("dm:alice:bob", "bob", "b-2", "psst").has_value());
+  ASSERT_TRUE(db_->append("bobs", "bob", "b-3", "mine").has_value());
+  ASSERT_TRUE(db_->create_token("hb1", "bob", 1'900'000'000).has_value());
+  ASSERT_TRUE(db_->create_token("hb2", "bob", 1'900'000'000).has_value());
+  ASSERT_TRUE(db_->create_token("ha", "alice", 1'900'000'000).has_value());
+  ASSERT_TRUE(db_->set_admin("bob", true).has_value());
+  ASSERT_EQ(rows_naming("bob"), "2/3/1");
+
+  ASSERT_TRUE(db_->delete_user("bob").has_value());
+
+  // Bob can neither log in nor use a token he had.
+  EXPECT_EQ(error_of(db_->get_user("bob")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->lookup_token("hb1")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->lookup_token("hb2")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->delete_token("hb1")), StoreErrc::not_found);
+  // His memberships are gone: nothing to list, nothing to send to or mark read.
+  ASSERT_TRUE(db_->list_rooms("bob").has_value());
+  EXPECT_TRUE(db_->list_rooms("bob")->empty());
+  for (const char* room : {"general", "bobs", "dm:alice:bob"}) {
+    EXPECT_FALSE(*db_->is_member(room, "bob")) << room;
+    EXPECT_EQ(error_of(db_->append(room, "bob", "b-new")), StoreErrc::forbidden) << room;
+    EXPECT_EQ(error_of(db_->set_read(room, "bob", 1)), StoreErrc::forbidden) << room;
+  }
+  // Tokens, memberships and the invitation are deleted, not just hidden; the row stays, marked.
+  EXPECT_EQ(rows_naming("bob"), "0/0/0");
+  EXPECT_EQ(db_value("SELECT count(*) FROM users WHERE name = 'bob' AND deleted_at > 0"), "1");
+  EXPECT_EQ(db_value("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL"), "1");
+
+  // Every operation naming him answers exactly as for a user who never existed.
+  EXPECT_EQ(error_of(db_->create_token("hb3", "bob", 1'900'000'000)), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->set_admin("bob", false)), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->set_admin("bob", true)), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->join_room("general", "bob")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->join_room("secret", "bob")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->invite("secret", "alice", "bob")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->open_dm("dm:alice:bob", "alice", "bob")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->open_dm("dm:alice:bob", "bob", "alice")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->open_dm("dm:bob:carl", "bob", "alice")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->create_room("bobs2", RoomKind::public_room, "bob")),
+            StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->room_info("bobs2")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->delete_user("bob")), StoreErrc::not_found);
+  EXPECT_EQ(rows_naming("bob"), "0/0/0");
+  // The name stays taken, so his messages are never attributed to a newcomer.
+  EXPECT_EQ(error_of(db_->create_user("bob", "newcomer")), StoreErrc::conflict);
+  EXPECT_EQ(error_of(db_->get_user("bob")), StoreErrc::not_found);
+
+  // His messages stay where they were, under his name, and the rooms go on.
+  auto general = db_->history("general", kNewest, 10);
+  ASSERT_TRUE(general.has_value());
+  ASSERT_EQ(general->messages.size(), 2u);
+  EXPECT_EQ(general->messages[1].from, "bob");
+  EXPECT_EQ(general->messages[1].body, "hi alice");
+  auto dm = db_->read_range("dm:alice:bob", 0, kNewest, 10);
+  ASSERT_TRUE(dm.has_value());
+  ASSERT_EQ(dm->size(), 1u);
+  EXPECT_EQ((*dm)[0].from, "bob");
+  EXPECT_EQ((*dm)[0].body, "psst");
+  EXPECT_EQ(db_->room_info("bobs")->last_seq, 1u);
+  EXPECT_EQ(db_->history("bobs", kNewest, 10)->messages.at(0).from, "bob");
+
+  // Alice is untouched: her login, token, rooms (the dm included) and sends.
+  EXPECT_TRUE(db_->get_user("alice").has_value());
+  EXPECT_EQ(db_->lookup_token("ha")->user, "alice");
+  auto listed = db_->list_rooms("alice");
+  ASSERT_TRUE(listed.has_value());
+  std::vector<std::string> alice_rooms;
+  for (const auto& r : *listed) alice_rooms.push_back(r.room);
+  EXPECT_EQ(alice_rooms, (std::vector<std::string>{"dm:alice:bob", "general", "secret"}));
+  EXPECT_EQ(db_->append("dm:alice:bob", "alice", "a-2")->message.seq, 2u);
+  EXPECT_EQ(db_->append("general", "alice", "a-3")->message.seq, 3u);
+
+  // The deletion is durable.
+  reopen();
+  EXPECT_EQ(error_of(db_->get_user("bob")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->create_user("bob", "newcomer")), StoreErrc::conflict);
+  EXPECT_EQ(error_of(db_->delete_user("bob")), StoreErrc::not_found);
+  EXPECT_TRUE(db_->get_user("alice").has_value());
+}
+
+TEST_P(StoreContract, DeleteUnknownUserIsNotFound) {
+  seed();
+  EXPECT_EQ(error_of(db_->delete_user("nobody")), StoreErrc::not_found);
+  // ... and creates no tombstone: the name is still free.
+  EXPECT_TRUE(db_->create_user("nobody").has_value());
+  EXPECT_TRUE(db_->delete_user("nobody").has_value());
+  EXPECT_EQ(error_of(db_->delete_user("nobody")), StoreErrc::not_found);
+  EXPECT_TRUE(db_->get_user("alice").has_value());
+  EXPECT_TRUE(db_->get_user("bob").has_value());
+}
+
+// Writes queued together land in one batch and apply in submission order around the deletion:
+// what came before it is undone by it, what comes after sees the user gone.
+TEST_P(StoreContract, DeleteUserInsideABatchAppliesInOrder) {
+  seed();
+  ASSERT_TRUE(db_->create_room("other", RoomKind::public_room, "alice").has_value());
+  std::vector<std::future<std::error_code>> results;
+  auto track = [&results]() {
+    auto p = std::make_shared<std::promise<std::error_code>>();
+    results.push_back(p->get_future());
+    return [p](auto r) { p->set_value(r.has_value() ? std::error_code{} : r.error()); };
+  };
+  store().create_token("hb", "bob", 1'900'000'000, track());
+  store().join_room("general", "bob", track());
+  store().append({"general", "bob", "b-1", "before"}, track());
+  store().append({"other", "alice", "a-1", "unrelated"}, track());
+  store().delete_user("bob", track());
+  store().append({"general", "bob", "b-2", "after"}, track());
+  store().join_room("other", "bob", track());
+  store().create_token("hb2", "bob", 1'900'000'000, track());
+  store().create_user("bob", "again", track());
+  store().delete_user("bob", track());
+  std::vector<StoreErrc> got;
+  for (auto& f : results) {
+    const std::error_code ec = f.get();
+    got.push_back(!ec ? StoreErrc::ok
+                      : (ec.category() == store_category() ? static_cast<StoreErrc>(ec.value())
+                                                           : StoreErrc::internal));
+  }
+  using enum StoreErrc;
+  const std::vector<StoreErrc> want = {ok,        ok,        ok,        ok,       ok,
+                                       forbidden, not_found, not_found, conflict, not_found};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(rows_naming("bob"), "0/0/0");
+  auto h = db_->history("general", kNewest, 10);
+  ASSERT_TRUE(h.has_value());
+  ASSERT_EQ(h->messages.size(), 1u);
+  EXPECT_EQ(h->messages[0].body, "before");
+  EXPECT_EQ(db_->room_info("other")->last_seq, 1u);
+}
+
+// Two nodes: one deletes users while the other has them join rooms, open dms, log in and send.
+// Whatever the interleaving, nothing naming a deleted user survives, nothing deadlocks, and
+// every answer is one the contract allows.
+TEST_P(StoreContract, TwoNodesDeletingUsersWhileTheyActLeaveNothingBehind) {
+  seed();
+  constexpr int kUsers = 30;
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(db_->create_room(numbered("room", r), RoomKind::public_room, "alice").has_value());
+  }
+  for (int i = 0; i < kUsers; ++i) {
+    ASSERT_TRUE(db_->create_user(numbered("u", i)).has_value());
+    ASSERT_TRUE(db_->join_room("room0", numbered("u", i)).has_value());
+  }
+  second_ = make();
+  std::mutex mu;
+  std::map<std::string, int> outcomes;  // error message -> count
+  std::atomic<int> pending{0};
+  std::promise<void> done;
+  auto count = [&](auto r) {
+    {
+      std::lock_guard lock(mu);
+      ++outcomes[r.has_value() ? "ok" : r.error().message()];
+    }
+    if (--pending == 0) done.set_value();
+  };
+  pending = kUsers * 7;
+  for (int i = 0; i < kUsers; ++i) {
+    const std::string u = numbered("u", i);
+    Store& other = *second_.store;
+    other.join_room("room1", u, count);
+    other.create_token(numbered("tok", i), u, 1'900'000'000, count);
+    other.append({"room0", u, "m1", "x"}, count);
+    store().delete_user(u, count);
+    other.open_dm("dm:alice:" + u, "alice", u, count);
+    other.join_room("room2", u, count);
+    other.append({"room1", u, "m2", "y"}, count);
+  }
+  ASSERT_EQ(done.get_future().wait_for(seconds(120)), std::future_status::ready);
+  for (const auto& [what, n] : outcomes) {
+    const bool allowed = what == "ok" || what == make_error_code(StoreErrc::not_found).message() ||
+                         what == make_error_code(StoreErrc::forbidden).message();
+    EXPECT_TRUE(allowed) << n << " x " << what;
+  }
+  for (int i = 0; i < kUsers; ++i) {
+    const std::string u = numbered("u", i);
+    EXPECT_EQ(error_of(db_->get_user(u)), StoreErrc::not_found) << u;
+    EXPECT_TRUE(db_->list_rooms(u)->empty()) << u;
+    EXPECT_EQ(error_of(db_->lookup_token(numbered("tok", i))), StoreErrc::not_found) << u;
+    EXPECT_EQ(rows_naming(u), "0/0/0") << u;
+  }
+  EXPECT_EQ(db_->list_rooms("alice")->size(),
+            4u + std::stoul(db_value("SELECT count(*) FROM rooms WHERE kind = 'dm'")));
+}
+
+// A database created by an earlier build (schema version 1, before user deletion) is upgraded on
+// open: its users keep working and can be deleted.
+TEST_P(StoreContract, Version1DatabaseUpgrades) {
+  close();
+  ASSERT_GE(migrations().size(), 2u);
+  const Migration& first = migrations().front();
+  ASSERT_EQ(first.version, 1);
+  if (adapter_ == Adapter::sqlite) {
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(sqlite_options().path.c_str(), &db), SQLITE_OK);
+    const std::string sql = std::string(first.sql) +
+                            "; PRAGMA user_version = 1;"
+                            "INSERT INTO users (name, password_hash, created_at) "
+                            "VALUES ('old', 'h', 1), ('older', 'h', 1);"
+                            "INSERT INTO tokens (hash, user, expires_at) "
+                            "VALUES ('ho', 'old', 1900000000)";
+    char* msg = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
+    EXPECT_EQ(rc, SQLITE_OK) << (msg != nullptr ? msg : "");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+  } else {
+    PgAdmin admin(base_url_);
+    ASSERT_TRUE(admin.ok());
+    ASSERT_EQ(admin.exec("DROP SCHEMA " + schema_ + " CASCADE; CREATE SCHEMA " + schema_), "");
+    PgAdmin in_schema(url_);
+    ASSERT_TRUE(in_schema.ok());
+    // The adapter's own bookkeeping table, as the first build created it.
+    ASSERT_EQ(in_schema.exec(std::string(first.sql)), "");
+    ASSERT_EQ(in_schema.exec("CREATE TABLE schema_version (version integer NOT NULL PRIMARY KEY, "
+                             "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
+                             "INSERT INTO schema_version (version, name) VALUES (1, '" +
+                             std::string(first.name) +
+                             "');"
+                             "INSERT INTO users (name, password_hash, created_at) "
+                             "VALUES ('old', 'h', 1), ('older', 'h', 1);"
+                             "INSERT INTO tokens (hash, user_name, expires_at) "
+                             "VALUES ('ho', 'old', 1900000000)"),
+              "");
+  }
+  open();
+  EXPECT_EQ(schema_version(), migrations().back().version);
+  EXPECT_EQ(db_->get_user("old")->password_hash, "h");
+  EXPECT_EQ(db_->lookup_token("ho")->user, "old");
+  ASSERT_TRUE(db_->delete_user("old").has_value());
+  EXPECT_EQ(error_of(db_->get_user("old")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->lookup_token("ho")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->create_user("old")), StoreErrc::conflict);
+  EXPECT_TRUE(db_->get_user("older").has_value());
 }
 
 // --- rooms and membership ----------------------------------------------------------------------

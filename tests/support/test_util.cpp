@@ -1,8 +1,10 @@
 #include "support/test_util.hpp"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <stdexcept>
@@ -222,6 +224,22 @@ std::vector<json> all_messages_http(const ServerProcess& server, const std::stri
     before = msgs.front().at("seq").get<std::uint64_t>();
   }
   return out;
+}
+
+CommandResult run_parleyd_admin(const ServerProcess& server, const std::vector<std::string>& args,
+                                bool with_store) {
+  std::string cmd = "timeout 30 '" + parleyd_path() + "' admin";
+  for (const auto& a : args) cmd += " '" + a + "'";
+  if (with_store) cmd += " --store 'sqlite:" + (server.data_dir() / "parley.db").string() + "'";
+  CommandResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  return r;
 }
 
 }  // namespace parley::test

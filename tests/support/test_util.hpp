@@ -109,6 +109,16 @@ class Session {
   std::uint64_t next_ref_ = 0;
 };
 
+struct CommandResult {
+  int code = -1;       // exit status; 128 when killed, -1 when it could not run
+  std::string output;  // stdout and stderr
+};
+
+// `parleyd admin ARGS...` against `server`'s SQLite store (`--store sqlite:<its data dir>` is
+// appended unless `with_store` is false), killed after 30 s.
+CommandResult run_parleyd_admin(const ServerProcess& server, const std::vector<std::string>& args,
+                                bool with_store = true);
+
 // The message frames of `room` among `frames`.
 std::vector<json> messages_of(const std::vector<json>& frames, std::string_view room);
 

@@ -292,6 +292,9 @@ enum class Stmt {
   read_range,
   history,
   set_admin,
+  // Added with user deletion (writer).
+  lock_rooms_and_user_rooms,
+  delete_user,
   count,
 };
 constexpr std::size_t kStmtCount = static_cast<std::size_t>(Stmt::count);
@@ -328,8 +331,8 @@ constexpr std::array<const char*, kStmtCount> kStmtSql = {
     // create_user
     "INSERT INTO users (name, password_hash, created_at) VALUES ($1::text, $2::text, $3::int8) "
     "ON CONFLICT (name) DO NOTHING RETURNING true",
-    // user_exists
-    "SELECT true FROM users WHERE name = $1::text",
+    // user_exists: a deleted user is unknown to every operation but create_user.
+    "SELECT true FROM users WHERE name = $1::text AND deleted_at IS NULL",
     // create_token
     "INSERT INTO tokens (hash, user_name, expires_at) VALUES ($1::text, $2::text, $3::int8) "
     "ON CONFLICT (hash) DO NOTHING RETURNING true",
@@ -364,7 +367,7 @@ constexpr std::array<const char*, kStmtCount> kStmtSql = {
     "        AND read_seq < LEAST($3::int8, (SELECT last_seq FROM r)) RETURNING read_seq) "
     "SELECT (SELECT last_seq FROM r), (SELECT read_seq FROM m), (SELECT read_seq FROM u)",
     // get_user
-    "SELECT password_hash FROM users WHERE name = $1::text",
+    "SELECT password_hash FROM users WHERE name = $1::text AND deleted_at IS NULL",
     // lookup_token
     "SELECT t.user_name, t.expires_at, COALESCE(u.is_admin, false) FROM tokens t "
     "LEFT JOIN users u ON u.name = t.user_name WHERE t.hash = $1::text",
@@ -387,7 +390,24 @@ constexpr std::array<const char*, kStmtCount> kStmtSql = {
     "  WHERE room = $1::text AND seq < $2::int8 ORDER BY seq DESC LIMIT $3::int8"
     ") m ON true WHERE r.name = $1::text ORDER BY m.seq DESC",
     // set_admin
-    "UPDATE users SET is_admin = $2::int8 <> 0 WHERE name = $1::text RETURNING true",
+    "UPDATE users SET is_admin = $2::int8 <> 0 WHERE name = $1::text AND deleted_at IS NULL "
+    "RETURNING true",
+    // lock_rooms_and_user_rooms: lock_rooms for a batch that deletes users ($2): their rooms, those
+    // of their memberships and invitations, are locked with the others, in the same name order.
+    "SELECT name FROM rooms WHERE name = ANY($1::text[]) OR name IN ("
+    "  SELECT room FROM members WHERE user_name = ANY($2::text[]) "
+    "  UNION SELECT room FROM invites WHERE user_name = ANY($2::text[])"
+    ") ORDER BY name FOR UPDATE",
+    // delete_user: one row for the user when it existed (name set), then one per room it lost a
+    // membership or invitation in (room set). The data-modifying parts all run, read or not, and
+    // only touch the rows of a user the UPDATE found.
+    "WITH u AS (UPDATE users SET deleted_at = $2::int8 "
+    "           WHERE name = $1::text AND deleted_at IS NULL RETURNING name), "
+    "t AS (DELETE FROM tokens WHERE user_name IN (SELECT name FROM u)), "
+    "m AS (DELETE FROM members WHERE user_name IN (SELECT name FROM u) RETURNING room), "
+    "i AS (DELETE FROM invites WHERE user_name IN (SELECT name FROM u) RETURNING room) "
+    "SELECT name, NULL::text FROM u UNION ALL SELECT NULL, room FROM m "
+    "UNION ALL SELECT NULL, room FROM i",
 };
 
 std::string stmt_name(Stmt s) {
@@ -891,6 +911,35 @@ Result<Ok> op_set_admin(Session& s, const std::string& user, bool admin) {
   return Ok{};
 }
 
+// Marks the user deleted and removes its tokens, memberships and invitations, in one statement
+// (so in the operation's savepoint, all or nothing). The row stays as a tombstone so that
+// create_user still finds the name taken; the messages stay. Every row it changes is covered by
+// the batch's locks but the user's tokens: delete_token (a logout) locks only the token's hash,
+// so this may wait for a logout on another node. That wait can close a cycle only if one batch
+// deletes two users while another logs both out in the other order; PostgreSQL's deadlock
+// detector then fails one of the two operations with `unavailable`, and a retry succeeds.
+Result<Ok> op_delete_user(Session& s, const std::string& user) {
+  auto r = s.query(Stmt::delete_user, std::move(Params().text(user).i64(s.now_ms())));
+  if (!r) return unexpected(r.error());
+  bool found = false;
+  for (int i = 0; i < r->rows(); ++i) {
+    if (!r->null(i, 0)) {
+      found = true;
+      continue;
+    }
+    // The batch locked every room of the user at its start (see delete_user's LockNeeds). A
+    // membership in a room it did not lock would mean another writer added it without the "u:"
+    // lock; changing it unlocked could let an append in flight there commit after the deletion.
+    // Nothing is kept (the savepoint rolls back) and the caller may retry.
+    if (const std::string room = r->str(i, 1); !s.holds(room)) {
+      spdlog::warn("postgres store: delete_user {}: room {} was not locked; retry", user, room);
+      return unexpected(err(StoreErrc::unavailable));
+    }
+  }
+  if (!found) return unexpected(err(StoreErrc::not_found));
+  return Ok{};
+}
+
 Result<TokenInfo> op_delete_token(Session& s, const std::string& hash) {
   auto r = s.query(Stmt::delete_token, std::move(Params().text(hash)));
   if (!r) return unexpected(r.error());
@@ -1133,9 +1182,22 @@ Result<AppendResult> op_append_one(Session& s, const AppendRequest& req) {
 // advisory locks on keys it may insert that no row protects yet (a user name, a token hash, a
 // new room's name). Unique-index insertions of the same key by two transactions wait on each
 // other, so without these two nodes creating users {a, b} and {b, a} could deadlock.
+//
+// User deletion adds two things. Every write that checks that a user exists before adding a row
+// that names it (a token, a membership, an invitation) takes the user's "u:" key, which
+// delete_user takes too: the check and the deletion cannot interleave, so no such row survives
+// the deletion of its user, and once delete_user holds the key the user's rooms cannot change
+// but by shrinking. And delete_user locks the rows of those rooms (rooms_of_user): append checks
+// membership under the room's row lock and relies on that lock to keep the membership as it saw
+// it until its batch commits, as leave_room does. Deleting memberships without the room locks
+// would let a send that passed its check commit after the deletion was acknowledged. The rooms
+// are found and locked in the batch's first round trip, after its advisory locks and with its
+// other rooms in name order, rather than inside the operation: a lock taken there would be out
+// of the global order and could deadlock with another node's batch.
 struct LockNeeds {
   std::string room;
-  std::string key;
+  std::vector<std::string> keys;
+  std::string rooms_of_user;
 };
 
 class Task {
@@ -1217,7 +1279,7 @@ class TypedTask final : public Task {
 class AppendTask final : public Task {
  public:
   AppendTask(metrics::Histogram& latency, AppendRequest req, Callback<AppendResult> cb)
-      : Task(latency, LockNeeds{req.room, {}}), req_(std::move(req)), cb_(std::move(cb)) {}
+      : Task(latency, LockNeeds{req.room, {}, {}}), req_(std::move(req)), cb_(std::move(cb)) {}
 
   const AppendRequest* append_request() const override { return &req_; }
   void set_append(Result<AppendResult> r) override { outcome_.emplace(std::move(r)); }
@@ -1913,9 +1975,11 @@ std::error_code PostgresStore::Impl::execute_batch(std::vector<std::unique_ptr<T
   // What the batch must lock, sorted, so that every node takes its locks in the same order.
   std::vector<std::string> rooms;
   std::vector<std::int64_t> keys;
+  std::vector<std::string> deleted_users;
   for (const auto& t : batch) {
     if (!t->needs().room.empty()) rooms.push_back(t->needs().room);
-    if (!t->needs().key.empty()) keys.push_back(lock_key(t->needs().key));
+    for (const auto& k : t->needs().keys) keys.push_back(lock_key(k));
+    if (!t->needs().rooms_of_user.empty()) deleted_users.push_back(t->needs().rooms_of_user);
   }
   std::sort(rooms.begin(), rooms.end());
   rooms.erase(std::unique(rooms.begin(), rooms.end()), rooms.end());
@@ -1951,7 +2015,13 @@ std::error_code PostgresStore::Impl::execute_batch(std::vector<std::unique_ptr<T
     head.add(Stmt::advisory_locks, std::move(Params().array(a)));
   }
   int lock = -1;
-  if (!rooms.empty()) {
+  if (!deleted_users.empty()) {
+    // After the advisory locks, so the users' rooms are final when this statement reads them.
+    ArrayBuilder a(kTextOid), u(kTextOid);
+    for (const auto& r : rooms) a.add(r);
+    for (const auto& d : deleted_users) u.add(d);
+    lock = head.add(Stmt::lock_rooms_and_user_rooms, std::move(Params().array(a).array(u)));
+  } else if (!rooms.empty()) {
     ArrayBuilder a(kTextOid);
     for (const auto& r : rooms) a.add(r);
     lock = head.add(Stmt::lock_rooms, std::move(Params().array(a)));
@@ -2093,7 +2163,7 @@ int PostgresStore::schema_version() const {
 }
 
 void PostgresStore::create_user(std::string user, std::string password_hash, Callback<Ok> cb) {
-  LockNeeds needs{{}, "u:" + user};
+  LockNeeds needs{{}, {"u:" + user}, {}};
   impl_->write<Ok>(
       Op::create_user, std::move(needs),
       [user = std::move(user), hash = std::move(password_hash)](Session& s) {
@@ -2110,7 +2180,7 @@ void PostgresStore::get_user(std::string user, Callback<UserAuth> cb) {
 
 void PostgresStore::create_token(std::string token_hash, std::string user,
                                  std::int64_t expires_at, Callback<Ok> cb) {
-  LockNeeds needs{{}, "t:" + token_hash};
+  LockNeeds needs{{}, {"t:" + token_hash, "u:" + user}, {}};
   impl_->write<Ok>(
       Op::create_token, std::move(needs),
       [hash = std::move(token_hash), user = std::move(user), expires_at](Session& s) {
@@ -2127,7 +2197,7 @@ void PostgresStore::lookup_token(std::string token_hash, Callback<TokenInfo> cb)
 }
 
 void PostgresStore::delete_token(std::string token_hash, Callback<TokenInfo> cb) {
-  LockNeeds needs{{}, "t:" + token_hash};
+  LockNeeds needs{{}, {"t:" + token_hash}, {}};
   impl_->write<TokenInfo>(
       Op::delete_token, std::move(needs),
       [hash = std::move(token_hash)](Session& s) { return op_delete_token(s, hash); },
@@ -2135,16 +2205,24 @@ void PostgresStore::delete_token(std::string token_hash, Callback<TokenInfo> cb)
 }
 
 void PostgresStore::set_admin(std::string user, bool admin, Callback<Ok> cb) {
-  LockNeeds needs{{}, "u:" + user};
+  LockNeeds needs{{}, {"u:" + user}, {}};
   impl_->write<Ok>(
       Op::set_admin, std::move(needs),
       [user = std::move(user), admin](Session& s) { return op_set_admin(s, user, admin); },
       std::move(cb));
 }
 
+void PostgresStore::delete_user(std::string user, Callback<Ok> cb) {
+  // The "u:" key and the user's rooms: see LockNeeds for why each is needed.
+  LockNeeds needs{{}, {"u:" + user}, user};
+  impl_->write<Ok>(
+      Op::delete_user, std::move(needs),
+      [user = std::move(user)](Session& s) { return op_delete_user(s, user); }, std::move(cb));
+}
+
 void PostgresStore::create_room(std::string room, RoomKind kind, std::string creator,
                                 Callback<Ok> cb) {
-  LockNeeds needs{room, "r:" + room};
+  LockNeeds needs{room, {"r:" + room, "u:" + creator}, {}};
   impl_->write<Ok>(
       Op::create_room, std::move(needs),
       [room = std::move(room), kind, creator = std::move(creator)](Session& s) {
@@ -2154,7 +2232,7 @@ void PostgresStore::create_room(std::string room, RoomKind kind, std::string cre
 }
 
 void PostgresStore::join_room(std::string room, std::string user, Callback<JoinResult> cb) {
-  LockNeeds needs{room, {}};
+  LockNeeds needs{room, {"u:" + user}, {}};
   impl_->write<JoinResult>(
       Op::join_room, std::move(needs),
       [room = std::move(room), user = std::move(user)](Session& s) {
@@ -2164,7 +2242,7 @@ void PostgresStore::join_room(std::string room, std::string user, Callback<JoinR
 }
 
 void PostgresStore::leave_room(std::string room, std::string user, Callback<Ok> cb) {
-  LockNeeds needs{room, {}};
+  LockNeeds needs{room, {}, {}};
   impl_->write<Ok>(
       Op::leave_room, std::move(needs),
       [room = std::move(room), user = std::move(user)](Session& s) {
@@ -2175,7 +2253,7 @@ void PostgresStore::leave_room(std::string room, std::string user, Callback<Ok> 
 
 void PostgresStore::invite(std::string room, std::string inviter, std::string user,
                            Callback<Ok> cb) {
-  LockNeeds needs{room, {}};
+  LockNeeds needs{room, {"u:" + user}, {}};
   impl_->write<Ok>(
       Op::invite, std::move(needs),
       [room = std::move(room), inviter = std::move(inviter), user = std::move(user)](Session& s) {
@@ -2186,7 +2264,7 @@ void PostgresStore::invite(std::string room, std::string inviter, std::string us
 
 void PostgresStore::open_dm(std::string dm_room, std::string user, std::string other,
                             Callback<JoinResult> cb) {
-  LockNeeds needs{dm_room, "r:" + dm_room};
+  LockNeeds needs{dm_room, {"r:" + dm_room, "u:" + user, "u:" + other}, {}};
   impl_->write<JoinResult>(
       Op::open_dm, std::move(needs),
       [room = std::move(dm_room), user = std::move(user), other = std::move(other)](Session& s) {
@@ -2244,7 +2322,7 @@ void PostgresStore::history(std::string room, std::uint64_t before, std::uint32_
 
 void PostgresStore::set_read(std::string room, std::string user, std::uint64_t seq,
                              Callback<std::uint64_t> cb) {
-  LockNeeds needs{room, {}};
+  LockNeeds needs{room, {}, {}};
   impl_->write<std::uint64_t>(
       Op::set_read, std::move(needs),
       [room = std::move(room), user = std::move(user), seq](Session& s) {

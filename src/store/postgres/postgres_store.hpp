@@ -4,9 +4,10 @@
 // One writer thread owns the only read-write connection. It takes every queued write (up to
 // max_batch), runs them in one transaction and commits, and only then completes their callbacks
 // (group commit: one WAL flush per batch). Before touching anything it locks the rows of every
-// room the batch names, in name order, plus transaction advisory locks on the other keys it may
-// insert (user names, token hashes, new room names), also in order: writers on different nodes
-// take their locks in the same global order, so they queue behind each other but never deadlock.
+// room the batch names (and those of the users it deletes), in name order, after transaction
+// advisory locks on the other keys it may insert or depends on (user names, token hashes, new
+// room names), also in order: writers on different nodes take their locks in the same global
+// order, so they queue behind each other but never deadlock.
 // A run of consecutive appends is executed set-wise (one probe, one multi-row insert, one counter
 // update) in pipeline mode, so a batch of appends costs two round trips whatever its size; any
 // other write runs alone inside its own savepoint, so its failure does not abort the batch.
@@ -80,6 +81,7 @@ class PostgresStore final : public Store {
   void lookup_token(std::string token_hash, Callback<TokenInfo> cb) override;
   void delete_token(std::string token_hash, Callback<TokenInfo> cb) override;
   void set_admin(std::string user, bool admin, Callback<Ok> cb) override;
+  void delete_user(std::string user, Callback<Ok> cb) override;
 
   void create_room(std::string room, RoomKind kind, std::string creator, Callback<Ok> cb) override;
   void join_room(std::string room, std::string user, Callback<JoinResult> cb) override;

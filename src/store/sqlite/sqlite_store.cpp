@@ -300,8 +300,10 @@ Result<std::optional<RoomRow>> find_room(Connection& c, const std::string& room,
   return std::optional<RoomRow>(RoomRow{*kind, q.u64(1), q.i64(2) != 0});
 }
 
+// Whether `user` exists and is not deleted: a deleted user is unknown to every operation but
+// create_user, which still finds the name taken.
 Result<bool> user_exists(Connection& c, const std::string& user) {
-  Query q(c, "SELECT 1 FROM users WHERE name = ?1");
+  Query q(c, "SELECT 1 FROM users WHERE name = ?1 AND deleted_at IS NULL");
   q.bind(user);
   const bool found = q.next();
   if (q.error()) return unexpected(q.error());
@@ -332,7 +334,7 @@ Result<Ok> op_create_user(Connection& c, const std::string& user, const std::str
 }
 
 Result<UserAuth> op_get_user(Connection& c, const std::string& user) {
-  Query q(c, "SELECT password_hash FROM users WHERE name = ?1");
+  Query q(c, "SELECT password_hash FROM users WHERE name = ?1 AND deleted_at IS NULL");
   q.bind(user);
   if (!q.next()) return unexpected(q.error() ? q.error() : err(StoreErrc::not_found));
   return UserAuth{user, q.text(0)};
@@ -362,10 +364,31 @@ Result<TokenInfo> op_lookup_token(Connection& c, const std::string& hash) {
 }
 
 Result<Ok> op_set_admin(Connection& c, const std::string& user, bool admin) {
-  Query q(c, "UPDATE users SET is_admin = ?2 WHERE name = ?1");
+  Query q(c, "UPDATE users SET is_admin = ?2 WHERE name = ?1 AND deleted_at IS NULL");
   q.bind(user, static_cast<std::int64_t>(admin ? 1 : 0));
   if (auto e = q.run()) return unexpected(e);
   if (q.changes() == 0) return unexpected(err(StoreErrc::not_found));
+  return Ok{};
+}
+
+// Marks the user deleted and removes everything that lets it act: tokens, memberships and
+// invitations. The row stays as a tombstone so that create_user still finds the name taken, and
+// the messages stay. The statements share the operation's savepoint, so they apply together or
+// not at all.
+Result<Ok> op_delete_user(Connection& c, const std::string& user, std::int64_t now_ms) {
+  {
+    Query q(c, "UPDATE users SET deleted_at = ?2 WHERE name = ?1 AND deleted_at IS NULL");
+    q.bind(user, now_ms);
+    if (auto e = q.run()) return unexpected(e);
+    if (q.changes() == 0) return unexpected(err(StoreErrc::not_found));
+  }
+  for (const char* sql :
+       {"DELETE FROM tokens WHERE user = ?1", "DELETE FROM members WHERE user = ?1",
+        "DELETE FROM invites WHERE user = ?1"}) {
+    Query q(c, sql);
+    q.bind(user);
+    if (auto e = q.run()) return unexpected(e);
+  }
   return Ok{};
 }
 
@@ -1077,6 +1100,15 @@ void SqliteStore::set_admin(std::string user, bool admin, Callback<Ok> cb) {
       Op::set_admin,
       [user = std::move(user), admin](Connection& c, std::int64_t) {
         return op_set_admin(c, user, admin);
+      },
+      std::move(cb));
+}
+
+void SqliteStore::delete_user(std::string user, Callback<Ok> cb) {
+  impl_->write<Ok>(
+      Op::delete_user,
+      [user = std::move(user)](Connection& c, std::int64_t now) {
+        return op_delete_user(c, user, now);
       },
       std::move(cb));
 }

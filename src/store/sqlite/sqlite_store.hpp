@@ -70,6 +70,7 @@ class SqliteStore final : public Store {
   void lookup_token(std::string token_hash, Callback<TokenInfo> cb) override;
   void delete_token(std::string token_hash, Callback<TokenInfo> cb) override;
   void set_admin(std::string user, bool admin, Callback<Ok> cb) override;
+  void delete_user(std::string user, Callback<Ok> cb) override;
 
   void create_room(std::string room, RoomKind kind, std::string creator, Callback<Ok> cb) override;
   void join_room(std::string room, std::string user, Callback<JoinResult> cb) override;
