@@ -127,17 +127,6 @@ TEST_F(Lifecycle, ConfigFileKeysAreTheFlagNames) {
       << "send-burst = 2 from the config file: " << third.dump();
 }
 
-// Runs a shell command, returning its exit status and combined output.
-std::pair<int, std::string> run_shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  char buf[4096];
-  while (auto n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
-
 TEST_F(Lifecycle, BadStartupArgumentsExitNonZeroWithAClearLine) {
   const auto bin = parleyd_path();
   ASSERT_FALSE(bin.empty()) << "no parleyd binary configured";

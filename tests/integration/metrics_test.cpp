@@ -27,30 +27,6 @@ namespace {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-struct CmdResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs `cmd` through /bin/sh with `input` on its stdin; stdout and stderr are captured together.
-CmdResult run_cmd(const std::string& cmd, const std::string& input = {}) {
-  TempDir dir;
-  const auto in = dir.path() / "stdin";
-  {
-    std::ofstream f(in, std::ios::binary);
-    f << input;
-  }
-  CmdResult r;
-  FILE* p = ::popen((cmd + " <" + in.string() + " 2>&1").c_str(), "r");
-  if (p == nullptr) throw std::runtime_error("popen failed for " + cmd);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
-}
-
 std::string scrape(const ServerProcess& s) {
   auto res = s.http().get("/metrics");
   if (res.status != 200) {
@@ -86,10 +62,10 @@ double value_of(const ServerProcess& s, const std::string& series) {
 // promtool check metrics: exit 0 and nothing printed (a lint problem prints a line and, in
 // Debian 12's promtool, exits 3).
 ::testing::AssertionResult promtool_clean(const std::string& body, const std::string& node) {
-  auto r = run_cmd("/usr/bin/promtool check metrics", body);
-  if (r.exit_code != 0 || !r.output.empty()) {
+  auto r = run_shell("/usr/bin/promtool check metrics", body);
+  if (r.code != 0 || !r.output.empty()) {
     return ::testing::AssertionFailure()
-           << "promtool check metrics on node " << node << ": exit " << r.exit_code << ", output:\n"
+           << "promtool check metrics on node " << node << ": exit " << r.code << ", output:\n"
            << r.output;
   }
   return ::testing::AssertionSuccess();
@@ -435,7 +411,7 @@ TEST_F(Metrics, StoreLatencyHistogramShowsASlowStore) {
 
   // Lock the rooms table for 1.2 s: the next append waits for it.
   std::thread locker([&] {
-    run_cmd("psql -X -q '" + db.url() +
+    run_shell("psql -X -q '" + db.url() +
             "' -c 'BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.2); "
             "COMMIT;'");
   });

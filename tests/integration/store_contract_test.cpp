@@ -542,8 +542,12 @@ TEST_P(StoreContract, TokenLifecycleAndErrors) {
   EXPECT_EQ(t->user, "alice");
   EXPECT_EQ(t->expires_at, 1'900'000'000);
   EXPECT_EQ(error_of(db_->create_token("h1", "bob", 2)), StoreErrc::conflict);
+  // The refused token did not replace the existing one.
+  EXPECT_EQ(db_->lookup_token("h1")->user, "alice");
+  EXPECT_EQ(db_->lookup_token("h1")->expires_at, 1'900'000'000);
   EXPECT_EQ(error_of(db_->create_token("h2", "nobody", 1)), StoreErrc::not_found);
   EXPECT_EQ(error_of(db_->lookup_token("unknown")), StoreErrc::not_found);
+  EXPECT_EQ(error_of(db_->delete_token("unknown")), StoreErrc::not_found);
 
   auto deleted = db_->delete_token("h1");
   ASSERT_TRUE(deleted.has_value());
@@ -934,8 +938,12 @@ TEST_P(StoreContract, OpenDm) {
   EXPECT_TRUE(*db_->is_member("dm:alice:bob", "alice"));
   EXPECT_TRUE(*db_->is_member("dm:alice:bob", "bob"));
   EXPECT_EQ(db_->room_info("dm:alice:bob")->kind, RoomKind::dm);
-  // Nobody else gets in.
+  // Nobody else gets in, but a member joining is the usual idempotent success.
   EXPECT_EQ(error_of(db_->join_room("dm:alice:bob", "carol")), StoreErrc::forbidden);
+  auto member = db_->join_room("dm:alice:bob", "bob");
+  ASSERT_TRUE(member.has_value());
+  EXPECT_FALSE(member->newly_joined);
+  EXPECT_EQ(member->kind, RoomKind::dm);
 
   ASSERT_TRUE(db_->append("dm:alice:bob", "bob", "m1").has_value());
   auto again = db_->open_dm("dm:alice:bob", "bob", "alice");
@@ -1002,7 +1010,11 @@ TEST_P(StoreContract, AppendAssignsConsecutiveSeqs) {
   EXPECT_EQ(db_->room_info("general")->last_seq, 5u);
   // A new member's read marker starts at the room's last_seq.
   ASSERT_TRUE(db_->join_room("general", "bob").has_value());
-  EXPECT_EQ(db_->list_rooms("bob")->front().read_seq, 5u);
+  auto bobs = db_->list_rooms("bob");
+  ASSERT_TRUE(bobs.has_value());
+  ASSERT_EQ(bobs->size(), 1u);
+  EXPECT_EQ(bobs->front().last_seq, 5u);
+  EXPECT_EQ(bobs->front().read_seq, 5u);
 }
 
 TEST_P(StoreContract, AppendErrorsConsumeNoSeq) {
@@ -1447,6 +1459,7 @@ TEST_P(StoreContract, ReadsSeeWritesWhoseCallbackRan) {
     ASSERT_TRUE(messages.has_value());
     ASSERT_EQ(messages->size(), 1u);
     EXPECT_EQ(messages->front().seq, static_cast<std::uint64_t>(i + 1));
+    EXPECT_EQ(messages->front().body, "hi");
   }
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -226,20 +227,30 @@ std::vector<json> all_messages_http(const ServerProcess& server, const std::stri
   return out;
 }
 
+CommandResult run_shell(const std::string& cmd, const std::string& input) {
+  TempDir dir;
+  const auto in = dir.path() / "stdin";
+  {
+    std::ofstream f(in, std::ios::binary);
+    f << input;
+  }
+  CommandResult r;
+  FILE* p = ::popen((cmd + " <'" + in.string() + "' 2>&1").c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("popen failed for " + cmd);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
 CommandResult run_parleyd_admin(const ServerProcess& server, const std::vector<std::string>& args,
                                 bool with_store) {
   std::string cmd = "timeout 30 '" + parleyd_path() + "' admin";
   for (const auto& a : args) cmd += " '" + a + "'";
   if (with_store) cmd += " --store 'sqlite:" + (server.data_dir() / "parley.db").string() + "'";
-  CommandResult r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
+  return run_shell(cmd);
 }
 
 }  // namespace parley::test

@@ -110,9 +110,13 @@ class Session {
 };
 
 struct CommandResult {
-  int code = -1;       // exit status; 128 when killed, -1 when it could not run
+  int code = -1;       // exit status; 128 + the signal when killed
   std::string output;  // stdout and stderr
 };
+
+// Runs `cmd` through /bin/sh with `input` on its stdin (empty: nothing), stdout and stderr
+// captured together. Throws when the shell cannot be started.
+CommandResult run_shell(const std::string& cmd, const std::string& input = {});
 
 // `parleyd admin ARGS...` against `server`'s SQLite store (`--store sqlite:<its data dir>` is
 // appended unless `with_store` is false), killed after 30 s.
