@@ -5,7 +5,6 @@ changing the input format of a target; fuzzing runs add their own finds to a sep
 
 import json
 import os
-import shutil
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,9 +32,12 @@ def unmasked_frame(op, payload):
 
 
 def write(target, seeds):
+    # Generated seeds are rewritten; inputs a fuzzer found (regression-*) are kept.
     d = os.path.join(CORPUS, target)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
+    os.makedirs(d, exist_ok=True)
+    for old in os.listdir(d):
+        if not old.startswith("regression-"):
+            os.remove(os.path.join(d, old))
     for name, data in seeds.items():
         if isinstance(data, str):
             data = data.encode()
@@ -162,6 +164,15 @@ def http_seeds():
                    "5\r\n{\"use\r\n0\r\n\r\n",
         "garbage": "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n",
         "http10": "GET /healthz HTTP/1.0\r\n\r\n",
+        # Account deletion, refused (a successful one would kill the fixture's token for the
+        # inputs replayed after it).
+        "delete_me_wrong_password": http("DELETE", "/api/v1/users/me", '{"password":"not-it-at-all"}',
+                                         headers=auth),
+        "delete_me_no_body": http("DELETE", "/api/v1/users/me", "", headers=auth),
+        "admin_delete_forbidden": http("DELETE", "/api/v1/admin/users/fuzzee", headers=auth)
+                                  + http("DELETE", "/api/v1/admin/users/Bad%20Name", headers=auth),
+        "forwarded": http("POST", "/api/v1/login", '{"username":"fuzzer","password":"nope-nope"}',
+                          headers=("X-Forwarded-For: 10.0.0.1, ::1, not-an-address",)),
     }
     seeds = {}
     for i, (name, data) in enumerate(reqs.items()):
