@@ -37,6 +37,8 @@ const NEAR_BOTTOM_PX = 60; // this close to the bottom: follow new messages
 const NOTICE_MS = 6000;
 const ROOM_NAME_RE = /^[a-z0-9_-]{1,64}$/;
 const USER_NAME_RE = /^[a-z0-9_.-]{1,32}$/;
+const ACCOUNT_DELETED_TEXT = 'Your account was deleted.';
+const ACCOUNT_DELETED_REASON = 'account deleted'; // the server's close reason (1008)
 
 const CONN_TEXT = {
   [ConnState.IDLE]: 'offline',
@@ -186,6 +188,7 @@ const state = {
   sendPausedUntil: 0, // set by rate_limited
   roomsListOk: false, // did the last GET /api/v1/rooms succeed?
   lastTypingSentAt: 0,
+  deletingAccount: false, // a DELETE /api/v1/users/me is in flight
   timers: {}, // named timeouts, cleared on logout
 };
 
@@ -397,6 +400,67 @@ async function logout() {
   endSession('');
 }
 
+/**
+ * Deletes the logged-in user's account: DELETE /api/v1/users/me with the password typed in the
+ * Account panel. On 204 the socket is stopped first (the server closes it 1008 "account
+ * deleted"; a reconnect with the dead token must not be tried), then the session ends with a
+ * message on the login screen. Errors (401 wrong password, 400, 429 rate_limited, network) are
+ * shown in the panel and the session stays. 401 is not taken as a dead session here: it is
+ * also the answer to a wrong password, and a dead token ends the session through the socket.
+ */
+async function deleteAccount() {
+  const session = state.session;
+  if (!session || state.deletingAccount) return;
+  const password = ui.deleteAccountPass.value;
+  showDeleteAccountError('');
+  if (!password) {
+    showDeleteAccountError('Enter your password to confirm.');
+    ui.deleteAccountPass.focus();
+    return;
+  }
+  state.deletingAccount = true;
+  ui.deleteAccountSubmit.disabled = true;
+  let deleted = false;
+  try {
+    await api('DELETE', '/api/v1/users/me', { token: session.token, body: { password } });
+    deleted = true;
+  } catch (err) {
+    // The server's own message, e.g. "wrong password" or "too many attempts; retry later".
+    if (state.session === session) {
+      showDeleteAccountError(describeError(err));
+      ui.deleteAccountPass.select();
+    }
+  } finally {
+    state.deletingAccount = false;
+    ui.deleteAccountSubmit.disabled = false;
+  }
+  if (!deleted) return;
+  // The close (1008 "account deleted") may have ended the session already; if not, stop the
+  // socket before it arrives.
+  if (state.session === session && state.client) state.client.stop();
+  accountDeleted(session.user);
+}
+
+/**
+ * The account is gone (deleted here, in another tab or on another device): ends the session
+ * with ACCOUNT_DELETED_TEXT, tells this browser's other tabs, and forgets what was kept for
+ * the user (cursors, unsent messages), since nobody can log in as them again.
+ */
+function accountDeleted(user) {
+  if (state.session && state.session.user === user) {
+    // Other tabs follow through the `storage` event (see bindUi) before the key is removed.
+    storage.set(SESSION_KEY, { user, ended: ACCOUNT_DELETED_REASON });
+    endSession(ACCOUNT_DELETED_TEXT);
+  }
+  storage.remove(cursorsKey(user));
+  for (const key of storage.keys(`parley.outbox.${user}.`)) storage.remove(key);
+  try {
+    sessionStorage.removeItem(activeRoomKey(user));
+  } catch {
+    /* ignore */
+  }
+}
+
 function onWelcome() {
   state.synced = false;
   // `watch` lasts as long as the socket: renew it on every connection.
@@ -421,6 +485,11 @@ function onSynced() {
 }
 
 function onDisconnected({ code, reason } = {}) {
+  // The account was deleted (by this user elsewhere, or by an admin): no reconnect.
+  if (code === 1008 && reason === ACCOUNT_DELETED_REASON) {
+    if (state.session) accountDeleted(state.session.user);
+    return;
+  }
   // A resume whose replay did not fit the server's write queue: page the gaps over HTTP
   // before the next attempt (docs/protocol.md, "How to resume correctly", step 7).
   if (code === 1008 && reason === 'slow consumer' && !state.synced) state.catchUp = true;
@@ -1748,7 +1817,22 @@ function showLoginError(text) {
   ui.loginError.hidden = !text;
 }
 
+/** The Account panel's inline error (empty text hides it). */
+function showDeleteAccountError(text) {
+  ui.deleteAccountError.textContent = text;
+  ui.deleteAccountError.hidden = !text;
+}
+
+/** Closes the Account panel and clears it: no password stays in the page after a session. */
+function resetAccountPanel() {
+  ui.accountPanel.open = false;
+  ui.deleteAccountForm.reset();
+  ui.deleteAccountUser.value = state.session ? state.session.user : '';
+  showDeleteAccountError('');
+}
+
 function showLogin(message) {
+  resetAccountPanel();
   ui.appScreen.hidden = true;
   ui.loginScreen.hidden = false;
   ui.notice.hidden = true;
@@ -1762,6 +1846,7 @@ function showApp() {
   ui.loginScreen.hidden = true;
   ui.appScreen.hidden = false;
   ui.currentUser.textContent = state.session.user;
+  resetAccountPanel();
   ui.roomList.replaceChildren();
   ui.messageList.replaceChildren();
   ui.pendingList.replaceChildren();
@@ -1812,6 +1897,12 @@ function bindUi() {
     conn: 'connection-state',
     currentUser: 'current-user',
     logout: 'logout-button',
+    accountPanel: 'account-panel',
+    deleteAccountForm: 'delete-account-form',
+    deleteAccountPass: 'delete-account-password',
+    deleteAccountUser: 'delete-account-username',
+    deleteAccountError: 'delete-account-error',
+    deleteAccountSubmit: 'delete-account-submit',
     createForm: 'create-room-form',
     createName: 'create-room-name',
     createVisibility: 'create-room-visibility',
@@ -1857,6 +1948,10 @@ function bindUi() {
   });
   ui.registerSubmit.addEventListener('click', () => authenticate('register'));
   ui.logout.addEventListener('click', logout);
+  ui.deleteAccountForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    deleteAccount();
+  });
 
   /** Wires a sidebar/header form: validation, disabled while busy, errors as a notice. */
   const action = (form, run) => {
@@ -2033,10 +2128,20 @@ function bindUi() {
     }
   });
   window.addEventListener('pagehide', saveCursorsNow);
-  // Logged out in another tab: follow.
+  // Logged out, or the account deleted, in another tab: follow.
   window.addEventListener('storage', (ev) => {
-    if (ev.key === SESSION_KEY && ev.newValue === null && state.session)
+    if (ev.key !== SESSION_KEY || !state.session) return;
+    if (ev.newValue === null) {
       endSession('You logged out in another tab.');
+      return;
+    }
+    let v = null;
+    try {
+      v = JSON.parse(ev.newValue);
+    } catch {
+      /* not ours */
+    }
+    if (v && v.ended === ACCOUNT_DELETED_REASON && v.user === me()) accountDeleted(v.user);
   });
 }
 
@@ -2054,7 +2159,12 @@ function main() {
     startSession(saved);
   } else {
     if (saved) storage.remove(SESSION_KEY);
-    showLogin(saved ? 'Your session has expired. Please log in again.' : '');
+    // A tab that deleted the account leaves {user, ended} in the key for a moment (see
+    // accountDeleted); a reload caught in between shows what happened.
+    const ended = saved && saved.ended === ACCOUNT_DELETED_REASON;
+    showLogin(
+      ended ? ACCOUNT_DELETED_TEXT : saved ? 'Your session has expired. Please log in again.' : '',
+    );
   }
 }
 
