@@ -1,10 +1,10 @@
 #include "transport/ws_session.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <span>
-#include <spdlog/spdlog.h>
 
 #include "core/names.hpp"
 #include "core/throttle.hpp"
