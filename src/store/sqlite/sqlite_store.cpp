@@ -798,6 +798,7 @@ struct SqliteStore::Impl {
   bool checkpoint_running = false;  // the checkpointer is inside a checkpoint
   bool restart_wanted = false;      // the WAL is large: the writer checkpoints (see below)
   int wal_frames = 0;               // the WAL's size in frames after the last commit
+  int checkpointed_frames = 0;      // the WAL's size when the checkpointer last started
   std::uint64_t commits = 0;        // counts commits, so the checkpointer can tell idleness
 
   Impl(SqliteOptions opts, metrics::Registry& registry);
@@ -996,26 +997,30 @@ constexpr auto kIdleTruncateAfter = std::chrono::seconds(1);
 int SqliteStore::Impl::on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
   auto& impl = *static_cast<Impl*>(self);
   bool restart_wanted = false;
+  bool wake = false;
   {
     std::lock_guard lock(impl.checkpoint_mutex);
     impl.wal_frames = frames;
     ++impl.commits;
     impl.restart_wanted = frames >= kWalRestartFrames;
     restart_wanted = impl.restart_wanted && !impl.checkpoint_running;
+    // Only a commit that gives the checkpointer work wakes it: a wake-up per commit cost a
+    // context switch per batch at low rates.
+    if (frames < impl.checkpointed_frames) impl.checkpointed_frames = 0;  // the WAL started over
+    wake = !impl.restart_wanted && frames - impl.checkpointed_frames >= kCheckpointFrames;
   }
   if (restart_wanted) {
     // Another process's checkpoint (SQLITE_BUSY) or a reader still on old frames can stop it;
     // the next commit tries again.
     sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   }
-  impl.checkpoint_cv.notify_one();
+  if (wake) impl.checkpoint_cv.notify_one();
   return SQLITE_OK;
 }
 
 void SqliteStore::Impl::checkpoint_loop() {
   std::unique_lock lock(checkpoint_mutex);
   std::uint64_t seen_commits = commits;
-  int checkpointed_frames = 0;  // the WAL's size at this thread's last checkpoint
   bool truncated = true;
   while (!checkpoint_stopping) {
     const bool woken = checkpoint_cv.wait_for(lock, kIdleTruncateAfter, [&] {
