@@ -882,8 +882,6 @@ void SqliteStore::Impl::open_connections() {
     // No automatic checkpoints on the writer: checkpoint_loop does them (see checkpointer).
     // Setting a WAL hook replaces SQLite's auto-checkpoint hook.
     writer->exec_or_throw("PRAGMA wal_autocheckpoint = 0");
-    // When the WAL starts over, a file that grew past this during a burst is cut back to it.
-    writer->exec_or_throw("PRAGMA journal_size_limit = 67108864");
     sqlite3_wal_hook(writer->db(), &Impl::on_wal_commit, this);
   } catch (const std::runtime_error& e) {
     fail_open(e.what());
@@ -982,10 +980,9 @@ void SqliteStore::Impl::shutdown() {
 
 namespace {
 // The checkpointer runs a PASSIVE checkpoint once this many frames (pages) were added to the WAL
-// since its last one: SQLite's own auto-checkpoint threshold. Each checkpoint syncs the database
-// file, and a larger one (4096 was tried) flushes so much at once that the writer's WAL syncs,
-// queued behind it on the same disk, raised the ack p99 at moderate rates.
-constexpr int kCheckpointFrames = 1000;
+// since its last one. Larger than SQLite's default (1000) because a page rewritten by many
+// commits is copied once per checkpoint, and every checkpoint syncs the database file.
+constexpr int kCheckpointFrames = 4096;
 // The WAL is reused from its start only when a checkpoint has copied all of it before the
 // writer's next transaction. Under sustained load the checkpointer, running beside the writer,
 // rarely catches up exactly. Past this size (64 MiB of 4 KiB pages) the checkpointer stands
@@ -993,12 +990,8 @@ constexpr int kCheckpointFrames = 1000;
 // what was committed since the checkpointer's last run and syncs the database once, and its
 // next transaction starts the WAL over.
 constexpr int kWalRestartFrames = 16 * 1024;
-// Once no commit happened for this long, the checkpointer copies what is left, so that the next
-// transaction starts the WAL over. It does not truncate the file: appending to a WAL that has
-// just been truncated extends the file, and each sync then also commits the file system's
-// journal, which made the first seconds after every idle period markedly slower (ack p99).
-// journal_size_limit caps what is kept instead.
-constexpr auto kIdleCheckpointAfter = std::chrono::seconds(1);
+// The checkpointer truncates the WAL file once no commit happened for this long.
+constexpr auto kIdleTruncateAfter = std::chrono::seconds(1);
 }  // namespace
 
 int SqliteStore::Impl::on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
@@ -1028,9 +1021,9 @@ int SqliteStore::Impl::on_wal_commit(void* self, sqlite3* db, const char* schema
 void SqliteStore::Impl::checkpoint_loop() {
   std::unique_lock lock(checkpoint_mutex);
   std::uint64_t seen_commits = commits;
-  bool caught_up = true;  // the last checkpoint ran while idle and copied everything
+  bool truncated = true;
   while (!checkpoint_stopping) {
-    const bool woken = checkpoint_cv.wait_for(lock, kIdleCheckpointAfter, [&] {
+    const bool woken = checkpoint_cv.wait_for(lock, kIdleTruncateAfter, [&] {
       if (wal_frames < checkpointed_frames) checkpointed_frames = 0;  // the WAL started over
       return checkpoint_stopping ||
              (!restart_wanted && wal_frames - checkpointed_frames >= kCheckpointFrames);
@@ -1038,19 +1031,23 @@ void SqliteStore::Impl::checkpoint_loop() {
     if (checkpoint_stopping) break;
     const bool idle = !woken && commits == seen_commits;
     seen_commits = commits;
-    if (!woken && (!idle || caught_up)) continue;
+    if (!woken && (!idle || truncated)) continue;
     checkpointed_frames = wal_frames;
     checkpoint_running = true;
     lock.unlock();
     sqlite3* db = checkpointer->db();
-    const int rc =
-        sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (idle && rc == SQLITE_OK) {
+      // Nothing was committed for a while: give the WAL file's space back. TRUNCATE takes the
+      // writer lock, which an idle writer does not hold, so it does not delay a commit.
+      rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    }
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
       spdlog::warn("sqlite store: checkpoint failed: {}", sqlite3_errmsg(db));
     }
     lock.lock();
     checkpoint_running = false;
-    caught_up = idle && rc == SQLITE_OK;
+    truncated = idle && rc == SQLITE_OK;
   }
 }
 
