@@ -34,6 +34,14 @@ void erase_one(std::vector<T>& v, const T& x) {
 
 Shard::Shard(Node& node, unsigned index) : node_(node), index_(index) {}
 
+std::span<char> Shard::read_scratch() {
+  // Large enough that a client sending at full speed is read in few system calls, small enough
+  // to stay in cache: one per shard thread.
+  constexpr std::size_t kSize = 64 * 1024;
+  if (!read_scratch_) read_scratch_ = std::make_unique_for_overwrite<char[]>(kSize);
+  return {read_scratch_.get(), kSize};
+}
+
 void Shard::add_session(WsSession* s) { sessions_.insert(s); }
 void Shard::remove_session(WsSession* s) { sessions_.erase(s); }
 

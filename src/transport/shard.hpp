@@ -7,8 +7,11 @@
 // last + 1 means the bus lost or reordered something: the shard holds it, fetches the missing
 // messages from the store (gap repair), and delivers all of them in order.
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -28,6 +31,11 @@ class Shard {
   void add_session(WsSession* s);
   void remove_session(WsSession* s);
   const std::unordered_set<WsSession*>& sessions() const { return sessions_; }
+  // The buffer every session of this shard reads into. Sessions read only when their socket is
+  // readable and parse at once, so one buffer per thread replaces one per connection.
+  std::span<char> read_scratch();
+  // Staging for a session's gathered write (async_write copies the list it is given).
+  std::vector<boost::asio::const_buffer>& iov_scratch() { return iov_scratch_; }
 
   void add_user_session(const std::string& user, WsSession* s);
   void remove_user_session(const std::string& user, WsSession* s);
@@ -72,6 +80,8 @@ class Shard {
   unsigned index_;
   boost::asio::io_context ioc_{1};
   std::unordered_set<WsSession*> sessions_;
+  std::unique_ptr<char[]> read_scratch_;  // allocated on first use
+  std::vector<boost::asio::const_buffer> iov_scratch_;
   std::unordered_map<std::string, Room> rooms_;
   std::unordered_map<std::string, std::vector<WsSession*>> users_;
   std::unordered_map<std::string, std::vector<WsSession*>> watchers_;

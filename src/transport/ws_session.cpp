@@ -1,10 +1,10 @@
 #include "transport/ws_session.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
-#include <cstring>
-#include <spdlog/spdlog.h>
+#include <span>
 
 #include "core/names.hpp"
 #include "core/throttle.hpp"
@@ -18,7 +18,13 @@ namespace ws = protocol::ws;
 using protocol::ErrorCode;
 
 namespace {
-constexpr std::size_t kReadChunk = 16 * 1024;
+// Reads per readiness notification before other sessions get their turn: a client streaming
+// requests cannot starve the shard, and the next wait fires again at once if bytes remain.
+constexpr std::size_t kMaxReadsPerWakeup = 4;
+// The unfinished-frame bytes a session keeps between reads are at most a frame header or a
+// control frame (the parser consumes text payload as it arrives); a buffer that grew past this
+// is released once empty, so that an idle connection holds no read buffer.
+constexpr std::size_t kKeepReadCapacity = 256;
 constexpr std::size_t kMaxIov = 64;        // frames per gathered write (one writev)
 constexpr auto kCloseGrace = std::chrono::seconds(2);
 // Live messages held for one room while it catches up; past this the held copies are dropped
@@ -57,9 +63,9 @@ WsSession::WsSession(Node& node, Shard& shard, asio::ip::tcp::socket socket, std
       remote_(std::move(remote)),
       parser_(ws::ParserLimits{node.options().max_frame_bytes}),
       timer_(shard.ioc()) {
-  rbuf_.resize(std::max(kReadChunk, initial.size() + kReadChunk));
-  std::memcpy(rbuf_.data(), initial.data(), initial.size());
-  rbuf_used_ = initial.size();
+  // Bytes read past the upgrade request are parsed by start(); no read buffer is allocated
+  // here, because reads go through the shard's scratch buffer (see on_readable).
+  rbuf_ = std::move(initial);
   session_id_ = node.options().node_id + "/" + std::to_string(++g_session_counter);
   node_.metrics().connections.inc();
 }
@@ -86,7 +92,17 @@ void WsSession::start() {
     self->send_error(std::nullopt, ErrorCode::unauthorized, "authentication timed out");
     self->close(ws::close_code::policy_violation, "authentication timed out");
   });
-  if (rbuf_used_ > 0) process_input();
+  // Reads are done by hand when the socket is readable (on_readable); they must not block.
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  if (ec) {
+    spdlog::warn("ws {}: cannot make the socket non-blocking: {}", remote_, ec.message());
+    state_ = State::closing;
+    detach();
+    finish_close();
+    return;
+  }
+  if (!rbuf_.empty()) process_input({});
   do_read();
 }
 
@@ -95,42 +111,64 @@ void WsSession::start() {
 
 void WsSession::do_read() {
   if (socket_closed_) return;
-  if (rbuf_used_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
-  socket_.async_read_some(
-      asio::buffer(rbuf_.data() + rbuf_used_, rbuf_.size() - rbuf_used_),
-      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-        if (ec) {
-          // The peer went away (or we closed the socket): forget the session.
-          if (self->state_ != State::closing) {
-            self->state_ = State::closing;
-            self->detach();
-          }
-          self->finish_close();
-          return;
-        }
-        self->on_read(n);
-      });
+  // Wait for readability without a buffer: a pending async_read_some would pin a buffer per
+  // connection for as long as the client stays silent, which for idle connections is almost
+  // all of their memory.
+  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](boost::system::error_code ec) {
+                       if (ec) {
+                         self->on_peer_gone();
+                         return;
+                       }
+                       self->on_readable();
+                     });
 }
 
-void WsSession::on_read(std::size_t n) {
-  rbuf_used_ += n;
-  process_input();
+void WsSession::on_peer_gone() {
+  // The peer went away (or we closed the socket): forget the session.
+  if (state_ != State::closing) {
+    state_ = State::closing;
+    detach();
+  }
+  finish_close();
+}
+
+void WsSession::on_readable() {
+  // Every session of the shard reads into the same scratch buffer; what is parsed out of it is
+  // copied into events, and only an unfinished frame's bytes stay with the session (rbuf_).
+  std::span<char> scratch = shard_.read_scratch();
+  for (std::size_t i = 0; i < kMaxReadsPerWakeup && !socket_closed_; ++i) {
+    boost::system::error_code ec;
+    std::size_t n = socket_.read_some(asio::buffer(scratch.data(), scratch.size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+    if (ec) {
+      on_peer_gone();
+      return;
+    }
+    process_input(std::string_view(scratch.data(), n));
+    // A short read means the socket's receive queue is empty: no need to try again.
+    if (n < scratch.size()) break;
+  }
   do_read();
 }
 
-void WsSession::process_input() {
+void WsSession::process_input(std::string_view fresh) {
   if (parser_.failed()) {
-    rbuf_used_ = 0;  // after a close or error nothing more is parsed; discard what arrives
+    // After a close or error nothing more is parsed; discard what arrives.
+    rbuf_ = std::string();
     return;
   }
   events_.clear();
-  std::size_t used = parser_.feed(std::string_view(rbuf_.data(), rbuf_used_), events_);
-  if (used > 0) {
-    std::memmove(rbuf_.data(), rbuf_.data() + used, rbuf_used_ - used);
-    rbuf_used_ -= used;
+  if (rbuf_.empty()) {
+    // The common case: parse straight from the scratch buffer, keep only the unconsumed tail.
+    std::size_t used = parser_.feed(fresh, events_);
+    if (used < fresh.size()) rbuf_.assign(fresh.data() + used, fresh.size() - used);
+  } else {
+    rbuf_.append(fresh);
+    std::size_t used = parser_.feed(rbuf_, events_);
+    rbuf_.erase(0, used);
   }
-  // Shrink a buffer that grew for one large frame once it is empty again.
-  if (rbuf_used_ == 0 && rbuf_.size() > 4 * kReadChunk) rbuf_.resize(kReadChunk);
+  if (rbuf_.empty() && rbuf_.capacity() > kKeepReadCapacity) rbuf_ = std::string();
   for (auto& ev : events_) {
     if (state_ == State::closing) break;
     switch (ev.kind) {
@@ -153,6 +191,10 @@ void WsSession::process_input() {
         break;
     }
   }
+  // The events hold copies of the requests (an auth frame carries a token): free them now
+  // rather than at the next read, which for an idle connection may be minutes away.
+  events_.clear();
+  if (events_.capacity() > 4) events_ = {};
 }
 
 void WsSession::on_text(std::string_view text) {
@@ -248,10 +290,13 @@ void WsSession::schedule_flush() {
 void WsSession::flush() {
   if (in_flight_ > 0 || queue_.empty() || socket_closed_) return;
   std::size_t n = std::min(queue_.size(), kMaxIov);
-  iov_.clear();
-  for (std::size_t i = 0; i < n; ++i) iov_.emplace_back(asio::buffer(*queue_[i].frame));
+  // async_write keeps its own copy of the buffer list, so the staging vector can be the
+  // shard's rather than one per session.
+  std::vector<asio::const_buffer>& iov = shard_.iov_scratch();
+  iov.clear();
+  for (std::size_t i = 0; i < n; ++i) iov.emplace_back(asio::buffer(*queue_[i].frame));
   in_flight_ = n;
-  asio::async_write(socket_, iov_,
+  asio::async_write(socket_, iov,
                     [self = shared_from_this(), n](boost::system::error_code ec, std::size_t) {
                       if (ec) {
                         self->in_flight_ = 0;
@@ -280,6 +325,28 @@ void WsSession::on_written(std::size_t frames) {
     // Our close frame is out: half-close and wait (bounded by the timer) for the peer's.
     boost::system::error_code ignored;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  }
+}
+
+void WsSession::WriteQueue::pop_front() {
+  items_[head_++].frame.reset();
+  if (empty()) {
+    reset();
+  } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+    // A queue that never drains completely (a steady stream) still reuses its space.
+    items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+}
+
+void WsSession::WriteQueue::reset() {
+  // A few slots are kept for the next frames; a buffer grown by a burst is released.
+  constexpr std::size_t kKeepSlots = 8;
+  head_ = 0;
+  if (items_.capacity() > kKeepSlots) {
+    items_ = std::vector<Queued>();
+  } else {
+    items_.clear();
   }
 }
 

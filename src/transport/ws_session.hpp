@@ -15,7 +15,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,8 +64,10 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   };
 
   void do_read();
-  void on_read(std::size_t n);
-  void process_input();
+  void on_readable();
+  void on_peer_gone();
+  // Parses the kept bytes of an unfinished frame (rbuf_) followed by `fresh`.
+  void process_input(std::string_view fresh);
   void on_text(std::string_view text);
   void handle(protocol::Envelope env);
   void send_error(const std::optional<std::string>& ref, protocol::ErrorCode code,
@@ -117,8 +118,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   Shard& shard_;
   boost::asio::ip::tcp::socket socket_;
   std::string remote_;
-  std::string rbuf_;
-  std::size_t rbuf_used_ = 0;
+  std::string rbuf_;  // bytes of an unfinished frame header or control frame, usually none
   protocol::ws::FrameParser parser_;
   std::vector<protocol::ws::FrameEvent> events_;
   boost::asio::steady_timer timer_;  // auth timeout, then the close grace period
@@ -141,14 +141,35 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     std::shared_ptr<const std::string> frame;
     bool replay;
   };
-  std::deque<Queued> queue_;
+  // The write queue: a vector consumed from the front. Unlike std::deque, which allocates a
+  // 512-byte block as soon as it is constructed, it holds no memory until a frame is queued and
+  // gives a grown buffer back once drained, so an idle session costs next to nothing here.
+  class WriteQueue {
+   public:
+    bool empty() const { return head_ == items_.size(); }
+    std::size_t size() const { return items_.size() - head_; }
+    const Queued& operator[](std::size_t i) const { return items_[head_ + i]; }
+    const Queued& front() const { return items_[head_]; }
+    const Queued& back() const { return items_.back(); }
+    void push_back(Queued q) { items_.push_back(std::move(q)); }
+    void pop_back() {
+      items_.pop_back();
+      if (empty()) reset();
+    }
+    void pop_front();
+
+   private:
+    void reset();
+    std::vector<Queued> items_;
+    std::size_t head_ = 0;  // items_[0, head_) have been written
+  };
+  WriteQueue queue_;
   std::size_t queued_bytes_ = 0;  // all queued frames
   std::size_t live_bytes_ = 0;    // queued frames other than replay: held to the limit
   std::size_t in_flight_ = 0;  // frames at the head of queue_ being written
   bool flush_posted_ = false;
   bool close_queued_ = false;
   bool socket_closed_ = false;
-  std::vector<boost::asio::const_buffer> iov_;
 };
 
 }  // namespace parley::transport
