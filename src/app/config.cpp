@@ -158,6 +158,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"argon2-memlimit-kib", "Argon2id memory in KiB (OWASP minimum 19456)", "19456", number(argon2_mem_kib, 8ul, 4ul << 20), {}},
       {"hash-threads", "threads that hash passwords", "2", number(t.hash_threads, 1u, 64u), {}},
       {"store-readers", "SQLite reader threads", "2", number(c.store_readers, 1u, 64u), {}},
+      {"sqlite-cache-mib", "page cache of the SQLite writer connection, in MiB (memory it may keep)", "64", number(c.sqlite_cache_mib, 1u, 65536u), {}},
       {"store-pool", "PostgreSQL connections (writer and readers)", "4", number(c.store_pool, 2u, 256u), {}},
       {"bus-exchange", "AMQP topic exchange the nodes of one cluster share; clusters sharing a broker (or vhost) need distinct names", c.bus_exchange, text(c.bus_exchange), {}},
       {"bus-consume-delay-ms", "testing only: the RabbitMQ consumer sleeps this long per message, so this node's queue fills (0: off)", "0", number(c.bus_consume_delay_ms, 0u, 10000u), {}},
@@ -270,8 +271,8 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   th.allowed_origins = core::split_list(allowed_origins);
   th.trusted_proxies = core::split_list(trusted_proxies);
   for (const auto& [name, limit] : {std::pair{"login-rate-per-user", th.login.per_user},
-                                     std::pair{"login-rate-per-ip", th.login.per_ip},
-                                     std::pair{"register-rate-per-ip", th.register_per_ip}}) {
+                                    std::pair{"login-rate-per-ip", th.login.per_ip},
+                                    std::pair{"register-rate-per-ip", th.register_per_ip}}) {
     if (!std::isfinite(limit.per_second) || !std::isfinite(limit.burst) ||
         (limit.burst > 0 && limit.burst < 1)) {
       std::string burst(name);

@@ -19,6 +19,7 @@ struct Config {
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   unsigned store_readers = 2;
+  unsigned sqlite_cache_mib = 64;
   unsigned store_pool = 4;
   std::string bus_exchange = "parley.events";  // see RabbitmqOptions::exchange
   unsigned bus_consume_delay_ms = 0;  // fault injection: see RabbitmqOptions::consume_delay

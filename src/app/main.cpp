@@ -125,6 +125,7 @@ Result<std::unique_ptr<store::Store>, std::string> make_store(const app::Config&
     if (o.path.empty())
       return unexpected(std::string("--store sqlite: needs a path, e.g. sqlite:./data/parley.db"));
     o.reader_threads = c.store_readers;
+    o.writer_cache_mib = c.sqlite_cache_mib;
     auto s = store::SqliteStore::open(std::move(o), registry);
     if (!s) return unexpected(s.error());
     return std::unique_ptr<store::Store>(std::move(*s));

@@ -47,7 +47,8 @@ pid_t server_pid(const ServerProcess& s) {
     std::stringstream ss(cmd);
     for (std::string a; std::getline(ss, a, '\0');) args.push_back(a);
     for (std::size_t i = 0; i + 1 < args.size(); ++i) {
-      if (args[i] == needle && args[i + 1] == addr && args[0].find("parleyd") != std::string::npos) found = pid;
+      if (args[i] == needle && args[i + 1] == addr && args[0].find("parleyd") != std::string::npos)
+        found = pid;
     }
   }
   if (d) ::closedir(d);
@@ -125,9 +126,13 @@ class Soak : public IntegrationTest {};
 TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
   const char* env = std::getenv("PARLEY_SOAK_SECONDS");
   const auto abuse = std::chrono::seconds(env ? std::atoi(env) : 40);
-  auto& s = own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "262144",
-                 "--auth-timeout-ms", "1000", "--argon2-memlimit-kib", "1024", "--argon2-opslimit", "1",
-                 "--login-burst-per-user", "5", "--login-rate-per-user", "0.5"});
+  auto& s =
+      own({"--send-rate", "1000000", "--send-burst", "1000000", "--write-queue-bytes", "262144",
+           "--auth-timeout-ms", "1000", "--argon2-memlimit-kib", "1024", "--argon2-opslimit", "1",
+           "--login-burst-per-user", "5", "--login-rate-per-user", "0.5",
+           // The SQLite writer's page cache (64 MiB by default) is memory kept on purpose once
+           // filled; a small one keeps the memory bound below about everything else.
+           "--sqlite-cache-mib", "8"});
   const pid_t pid = server_pid(s);
   ASSERT_GT(pid, 0) << "parleyd's pid not found";
 
@@ -184,8 +189,10 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
         while (open && running()) {
           constexpr int kWindow = 10;
           for (int i = 0; i < kWindow; ++i, ++n) {
-            w.send_json({{"type", "send"}, {"room", room},
-                         {"client_msg_id", "c" + std::to_string(c) + "-" + std::to_string(n)}, {"body", body}});
+            w.send_json({{"type", "send"},
+                         {"room", room},
+                         {"client_msg_id", "c" + std::to_string(c) + "-" + std::to_string(n)},
+                         {"body", body}});
             ++f.chat_sent;
           }
           int replies = 0;
@@ -196,7 +203,8 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
               open = false;
               break;
             }
-            if (!ev.is_text()) throw std::runtime_error("chatter " + std::to_string(c) + ": " + ev.describe());
+            if (!ev.is_text())
+              throw std::runtime_error("chatter " + std::to_string(c) + ": " + ev.describe());
             auto j = ev.json();
             const auto type = j.value("type", "");
             if (type == "ack") {
@@ -217,9 +225,15 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
 
   // Malformed requests (answered bad_request, socket stays) and protocol violations (closed).
   threads.emplace_back(guarded([&] {
-    const std::vector<std::string> junk = {"hello", "{\"type\":\"ping\"", "[1,2]", "{}", "{\"type\":\"dance\"}",
-                                           "{\"type\":\"send\",\"room\":5}", "{\"type\":\"history\",\"room\":\"r\",\"limit\":1e9}",
-                                           std::string(3000, '['), "{\"type\":\"watch\",\"users\":[1,2,3]}"};
+    const std::vector<std::string> junk = {"hello",
+                                           "{\"type\":\"ping\"",
+                                           "[1,2]",
+                                           "{}",
+                                           "{\"type\":\"dance\"}",
+                                           "{\"type\":\"send\",\"room\":5}",
+                                           "{\"type\":\"history\",\"room\":\"r\",\"limit\":1e9}",
+                                           std::string(3000, '['),
+                                           "{\"type\":\"watch\",\"users\":[1,2,3]}"};
     int round = 0;
     while (running()) {
       RawWsClient raw;
@@ -232,18 +246,28 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
       for (int i = 0; i < 30; ++i) {
         auto j = raw.read_json(10s);
         while (j.value("type", "") == "message") j = raw.read_json(10s);  // the room's chat
-        if (j.value("type", "") == "error" && j.value("code", "") == "bad_request") ++f.malformed_rejected;
+        if (j.value("type", "") == "error" && j.value("code", "") == "bad_request")
+          ++f.malformed_rejected;
       }
       // Then one violation, which ends the socket.
       ++f.violations_sent;
       switch (round++ % 4) {
-        case 0: raw.send_text("{\"type\":\"ping\",\"ref\":\"\xff\"}"); break;
-        case 1: raw.send_raw("\x81\x05hello"); break;
-        case 2: raw.send_raw(ws::make_client_frame(static_cast<ws::Opcode>(0x3), "x", 5)); break;
-        default: raw.send_frame(ws::Opcode::binary, "bin"); break;
+        case 0:
+          raw.send_text("{\"type\":\"ping\",\"ref\":\"\xff\"}");
+          break;
+        case 1:
+          raw.send_raw("\x81\x05hello");
+          break;
+        case 2:
+          raw.send_raw(ws::make_client_frame(static_cast<ws::Opcode>(0x3), "x", 5));
+          break;
+        default:
+          raw.send_frame(ws::Opcode::binary, "bin");
+          break;
       }
       auto c = raw.wait_close(10s);
-      if (c.got_close_frame && (c.code == 1007 || c.code == 1002 || c.code == 1003)) ++f.violations_closed;
+      if (c.got_close_frame && (c.code == 1007 || c.code == 1002 || c.code == 1003))
+        ++f.violations_closed;
     }
   }));
 
@@ -253,7 +277,8 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
     while (running()) {
       ++f.oversize_sent;
       if (round % 3 == 2) {
-        int st = raw_http_status(s, "POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Length: 500000000\r\n\r\n{");
+        int st = raw_http_status(
+            s, "POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Length: 500000000\r\n\r\n{");
         if (st == 413) ++f.oversize_rejected;
       } else {
         RawWsClient raw;
@@ -280,10 +305,21 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
       constexpr int kBurst = 200;
       for (int i = 0; i < kBurst; ++i) {
         switch (i % 4) {
-          case 0: w.send_json({{"type", "ping"}, {"ref", "f"}}); break;
-          case 1: w.send_json({{"type", "typing"}, {"room", room}}); break;
-          case 2: w.send_json({{"type", "history"}, {"room", room}, {"limit", 50}, {"ref", "h"}}); break;
-          default: w.send_json({{"type", "send"}, {"room", "not-my-room-xyz"}, {"client_msg_id", "x"}, {"body", "b"}, {"ref", "s"}});
+          case 0:
+            w.send_json({{"type", "ping"}, {"ref", "f"}});
+            break;
+          case 1:
+            w.send_json({{"type", "typing"}, {"room", room}});
+            break;
+          case 2:
+            w.send_json({{"type", "history"}, {"room", room}, {"limit", 50}, {"ref", "h"}});
+            break;
+          default:
+            w.send_json({{"type", "send"},
+                         {"room", "not-my-room-xyz"},
+                         {"client_msg_id", "x"},
+                         {"body", "b"},
+                         {"ref", "s"}});
         }
         ++f.flood_sent;
       }
@@ -312,7 +348,9 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
   threads.emplace_back(guarded([&] {
     auto http = s.http();
     while (running()) {
-      auto res = http.post("/api/v1/login", {{"username", victim.name}, {"password", "guess-" + std::to_string(f.guesses.load())}});
+      auto res = http.post(
+          "/api/v1/login",
+          {{"username", victim.name}, {"password", "guess-" + std::to_string(f.guesses.load())}});
       ++f.guesses;
       if (res.status == 401) ++f.guesses_refused;
       if (res.status == 429) ++f.guesses_throttled;
@@ -390,16 +428,18 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
       "  slow:        readers %llu, cut off %llu (server: %.0f slow-consumer closes)\n"
       "  memory:      baseline %.1f MiB, after %.1f MiB (bound +64 MiB)\n"
       "  harness errors %llu\n",
-      static_cast<long long>(abuse.count()), (unsigned long long)f.chat_sent, (unsigned long long)f.chat_acked,
-      (unsigned long long)f.chat_errors, (unsigned long long)lost, stored.size(),
-      (unsigned long long)f.chat_reconnects,
-      (unsigned long long)f.malformed_sent, (unsigned long long)f.malformed_rejected,
-      (unsigned long long)f.violations_sent, (unsigned long long)f.violations_closed,
-      (unsigned long long)f.oversize_sent, (unsigned long long)f.oversize_rejected,
-      (unsigned long long)f.flood_sent, (unsigned long long)f.flood_answered, (unsigned long long)f.flood_rejected,
-      (unsigned long long)f.idle_sockets, (unsigned long long)f.guesses, (unsigned long long)f.guesses_refused,
-      (unsigned long long)f.guesses_throttled, (unsigned long long)f.slow_readers, (unsigned long long)f.slow_closed, slow_closes,
-      static_cast<double>(baseline) / mib, static_cast<double>(after) / mib, (unsigned long long)f.harness_errors);
+      static_cast<long long>(abuse.count()), (unsigned long long)f.chat_sent,
+      (unsigned long long)f.chat_acked, (unsigned long long)f.chat_errors, (unsigned long long)lost,
+      stored.size(), (unsigned long long)f.chat_reconnects, (unsigned long long)f.malformed_sent,
+      (unsigned long long)f.malformed_rejected, (unsigned long long)f.violations_sent,
+      (unsigned long long)f.violations_closed, (unsigned long long)f.oversize_sent,
+      (unsigned long long)f.oversize_rejected, (unsigned long long)f.flood_sent,
+      (unsigned long long)f.flood_answered, (unsigned long long)f.flood_rejected,
+      (unsigned long long)f.idle_sockets, (unsigned long long)f.guesses,
+      (unsigned long long)f.guesses_refused, (unsigned long long)f.guesses_throttled,
+      (unsigned long long)f.slow_readers, (unsigned long long)f.slow_closed, slow_closes,
+      static_cast<double>(baseline) / mib, static_cast<double>(after) / mib,
+      (unsigned long long)f.harness_errors);
 
   EXPECT_EQ(lost, 0u);
   EXPECT_EQ(f.harness_errors.load(), 0u) << "a worker saw something unexpected (see stderr)";
@@ -409,8 +449,10 @@ TEST_F(Soak, NodeSurvivesAbuseWithBoundedMemoryAndLosesNothing) {
   EXPECT_EQ(f.violations_closed.load(), f.violations_sent.load());
   EXPECT_EQ(f.oversize_rejected.load(), f.oversize_sent.load());
   EXPECT_GT(f.guesses_throttled.load(), 0u);
-  EXPECT_EQ(f.slow_closed.load(), f.slow_readers.load()) << "a reader that never reads kept its socket";
-  EXPECT_GE(slow_closes, static_cast<double>(f.slow_readers.load())) << "slow readers were not closed as slow consumers";
+  EXPECT_EQ(f.slow_closed.load(), f.slow_readers.load())
+      << "a reader that never reads kept its socket";
+  EXPECT_GE(slow_closes, static_cast<double>(f.slow_readers.load()))
+      << "slow readers were not closed as slow consumers";
 #if defined(__SANITIZE_ADDRESS__)
   // AddressSanitizer keeps freed memory in quarantine (256 MiB by default) and maps shadow
   // memory: RSS says nothing about leaks here. The figures are printed; LeakSanitizer checks

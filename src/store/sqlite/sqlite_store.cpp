@@ -901,7 +901,10 @@ void SqliteStore::Impl::open_connections() {
     // Appends touch a leaf of each of several B-trees per room; with SQLite's default 2 MiB
     // cache those pages were evicted and read back (pread) within the same batch, and a full
     // cache spills dirty pages to the WAL before the commit, writing them twice.
-    writer->exec_or_throw("PRAGMA cache_size = -65536");
+    // A negative cache_size is in KiB.
+    writer->exec_or_throw(
+        ("PRAGMA cache_size = -" + std::to_string(std::max(1u, options.writer_cache_mib) * 1024))
+            .c_str());
     // No automatic checkpoints on the writer: checkpoint_loop does them (see checkpointer).
     // Setting a WAL hook replaces SQLite's auto-checkpoint hook.
     writer->exec_or_throw("PRAGMA wal_autocheckpoint = 0");

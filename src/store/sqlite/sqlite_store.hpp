@@ -45,6 +45,8 @@ struct SqliteOptions {
   // power loss, not just process death, and group commit keeps it cheap, so it is the default;
   // NORMAL is enough when only process crashes (kill -9) must be survived.
   SqliteSync synchronous = SqliteSync::full;
+  // The writer connection's page cache, in MiB (a bound on memory it may hold). At least one.
+  unsigned writer_cache_mib = 64;
 };
 
 class SqliteStore final : public Store {
