@@ -7,9 +7,9 @@ packages=(
   g++ cmake ninja-build pkg-config git
   libboost-dev libboost-system-dev libsqlite3-dev libsodium-dev libspdlog-dev libfmt-dev
   libcli11-dev libtomlplusplus-dev rapidjson-dev nlohmann-json3-dev
-  libpq-dev libpqxx-dev librabbitmq-dev
+  libpq-dev librabbitmq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang
+  clang clang-format
   python3 sqlite3 curl procps
 )
 if [ "${PARLEY_SETUP_SERVERS:-0}" = 1 ]; then

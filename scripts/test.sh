@@ -2,6 +2,7 @@
 # Builds everything and runs every test. Installs missing Debian packages first, starts the
 # servers the tests need (PostgreSQL and RabbitMQ on loopback, in a temporary directory) and
 # stops them on exit, whatever happens.
+#   0. every C++ file is clang-formatted (scripts/check_format.sh);
 #   1. release build: unit, integration (SQLite, PostgreSQL, RabbitMQ), cluster, fuzz-corpus
 #      replay and tool smoke tests;
 #   2. ASan+UBSan build: unit and integration tests;
@@ -26,6 +27,9 @@ set -a
 . "$run_dir/servers.env"
 set +a
 export PARLEY_TEST_SERVERS_DIR=$run_dir
+
+echo "== format check (.clang-format)"
+bash scripts/check_format.sh
 
 echo "== release build"
 cmake --preset release >/dev/null

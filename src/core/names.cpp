@@ -14,11 +14,17 @@ constexpr std::string_view dm_prefix = "dm:";
 
 // Character classes are tested with plain comparisons rather than <cctype>, whose answers
 // depend on the locale and whose arguments must be cast to avoid undefined behaviour.
-constexpr bool is_lower_or_digit(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+constexpr bool is_lower_or_digit(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
-constexpr bool is_username_char(char c) { return is_lower_or_digit(c) || c == '_' || c == '.' || c == '-'; }
+constexpr bool is_username_char(char c) {
+  return is_lower_or_digit(c) || c == '_' || c == '.' || c == '-';
+}
 
-constexpr bool is_room_char(char c) { return is_lower_or_digit(c) || c == '_' || c == '-'; }
+constexpr bool is_room_char(char c) {
+  return is_lower_or_digit(c) || c == '_' || c == '-';
+}
 
 // Splits "dm:<a>:<b>" into its two parts without allocating, checking every rule a dm room
 // name must follow: both parts valid user names and strictly sorted, so that each pair of users
@@ -69,7 +75,9 @@ bool is_dm_room(std::string_view s) {
   return split_dm(s, a, b);
 }
 
-bool valid_room_ref(std::string_view s) { return valid_room_name(s) || is_dm_room(s); }
+bool valid_room_ref(std::string_view s) {
+  return valid_room_name(s) || is_dm_room(s);
+}
 
 // Returns "" when the precondition (two distinct valid user names) does not hold, so that callers
 // can reject a request such as a user opening a dm with themselves without an exception.

@@ -63,8 +63,7 @@ std::optional<std::vector<CachedMessage>> RecentCache::range(const std::string& 
   // The run is contiguous, so seq s sits at index s - oldest. The first `limit` messages after
   // `after` are returned, so a caller paging forward continues from the last one it got.
   const std::size_t first = static_cast<std::size_t>(after + 1 - oldest);
-  const std::size_t count =
-      std::min<std::size_t>(limit, static_cast<std::size_t>(up_to - after));
+  const std::size_t count = std::min<std::size_t>(limit, static_cast<std::size_t>(up_to - after));
   std::vector<CachedMessage> out;
   out.reserve(count);
   for (std::size_t i = 0; i < count; ++i) out.push_back(msgs[first + i]);

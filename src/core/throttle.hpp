@@ -1,8 +1,8 @@
 #pragma once
 // Admission control against abuse: login throttling (token buckets per username and per client
-// address), the registration limit (per client address), connection caps (per client address, per user) and the Origin allow-list of
-// WebSocket upgrades. Pure logic, no I/O: the caller passes the clock, and the transport decides
-// what to answer (429, a 1008 close, 403).
+// address), the registration limit (per client address), connection caps (per client address, per
+// user) and the Origin allow-list of WebSocket upgrades. Pure logic, no I/O: the caller passes the
+// clock, and the transport decides what to answer (429, a 1008 close, 403).
 //
 // Thread-safety: every class here may be used from every I/O thread at once; tables are split
 // into shards, each behind a short mutex. Memory is bounded by live keys: buckets that have
@@ -98,7 +98,7 @@ struct ThrottleSettings {
   // Registrations per client address: each costs an Argon2id hash on the shared hashing pool,
   // so a flood of them would starve every login. 100, then one per second.
   RateLimit register_per_ip{1, 100};
-  std::size_t max_connections_per_ip = 0;     // WebSocket connections per client address
+  std::size_t max_connections_per_ip = 0;      // WebSocket connections per client address
   std::size_t max_connections_per_user = 256;  // authenticated sessions per user, per node
   std::vector<std::string> allowed_origins;    // empty: no Origin or same origin only
   // Peers whose X-Forwarded-For is believed (the load balancer): every per-address limit then

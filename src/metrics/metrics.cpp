@@ -18,7 +18,9 @@
 
 namespace parley::metrics {
 
-void Gauge::add(double d) { v_.fetch_add(d, std::memory_order_relaxed); }
+void Gauge::add(double d) {
+  v_.fetch_add(d, std::memory_order_relaxed);
+}
 
 Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper_bounds)) {
   // The exposition needs strictly increasing finite bounds with +Inf added last, so a caller's
@@ -85,10 +87,17 @@ std::string escape_label_value(const std::string& v) {
   out.reserve(v.size());
   for (char c : v) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -112,13 +121,18 @@ std::string escape_help(const std::string& v) {
   return out;
 }
 
-bool is_alpha_(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_alpha_(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // [a-zA-Z_:][a-zA-Z0-9_:]*
 bool valid_metric_name(const std::string& s) {
   if (s.empty() || !(is_alpha_(s[0]) || s[0] == ':')) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return is_alpha_(c) || is_digit(c) || c == ':'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return is_alpha_(c) || is_digit(c) || c == ':'; });
 }
 
 // [a-zA-Z_][a-zA-Z0-9_]*, and names starting with "__" are reserved for Prometheus itself.
@@ -133,10 +147,13 @@ enum class Kind { counter, gauge, histogram, callback_gauge, callback_counter };
 const char* type_name(Kind k) {
   switch (k) {
     case Kind::counter:
-    case Kind::callback_counter: return "counter";
+    case Kind::callback_counter:
+      return "counter";
     case Kind::gauge:
-    case Kind::callback_gauge: return "gauge";
-    case Kind::histogram: return "histogram";
+    case Kind::callback_gauge:
+      return "gauge";
+    case Kind::histogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -177,8 +194,8 @@ std::string render_labels(const Labels& labels, const char* extra_name = nullptr
 struct Registry::Impl {
   struct Series {
     Kind kind;
-    Labels labels;      // as given, rendered in this order
-    Labels sorted;      // for identity comparisons
+    Labels labels;  // as given, rendered in this order
+    Labels sorted;  // for identity comparisons
     std::unique_ptr<Counter> counter;
     std::unique_ptr<Gauge> gauge;
     std::unique_ptr<Histogram> histogram;
@@ -311,12 +328,12 @@ std::string Registry::render() const {
     for (const auto& s : fam->series) {
       switch (s->kind) {
         case Kind::counter:
-          out += fam->name + render_labels(s->labels) + ' ' +
-                 std::to_string(s->counter->value()) + '\n';
+          out += fam->name + render_labels(s->labels) + ' ' + std::to_string(s->counter->value()) +
+                 '\n';
           break;
         case Kind::gauge:
-          out += fam->name + render_labels(s->labels) + ' ' + format_value(s->gauge->value()) +
-                 '\n';
+          out +=
+              fam->name + render_labels(s->labels) + ' ' + format_value(s->gauge->value()) + '\n';
           break;
         case Kind::callback_gauge:
         case Kind::callback_counter: {

@@ -88,8 +88,8 @@ class Registry {
                        std::vector<double> buckets, Labels labels = {});
   // A gauge computed on scrape (process figures, queue depths).
   // Registering the same name and labels again replaces the function.
-  void callback_gauge(const std::string& name, const std::string& help,
-                      std::function<double()> fn, Labels labels = {});
+  void callback_gauge(const std::string& name, const std::string& help, std::function<double()> fn,
+                      Labels labels = {});
   // A counter computed on scrape, for totals another component already keeps (process CPU
   // seconds). The function must return a value that never decreases.
   void callback_counter(const std::string& name, const std::string& help,

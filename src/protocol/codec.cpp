@@ -254,9 +254,9 @@ bool decode_send(FieldReader& r, SendReq& req) {
   // Bytes bound code points from above, so short bodies skip the count.
   if (body.size() > r.limits().max_body_code_points &&
       core::utf8_code_points(body) > r.limits().max_body_code_points) {
-    return r.fail("field \"body\" is over " + std::to_string(r.limits().max_body_code_points) +
-                      " characters",
-                  ErrorCode::too_large);
+    return r.fail(
+        "field \"body\" is over " + std::to_string(r.limits().max_body_code_points) + " characters",
+        ErrorCode::too_large);
   }
   req.client_msg_id.assign(id);
   req.body.assign(body);
@@ -474,13 +474,14 @@ Result<Envelope, DecodeError> decode_request(std::string_view json, const Limits
   doc.ParseInsitu<parse_flags>(scratch.data());
   if (doc.HasParseError()) {
     return unexpected(DecodeError{ErrorCode::bad_request,
-                                  std::string("not JSON: ") + rj::GetParseError_En(doc.GetParseError()) +
-                                      " at offset " + std::to_string(doc.GetErrorOffset()),
+                                  std::string("not JSON: ") +
+                                      rj::GetParseError_En(doc.GetParseError()) + " at offset " +
+                                      std::to_string(doc.GetErrorOffset()),
                                   std::nullopt});
   }
   if (!doc.IsObject()) {
-    return unexpected(DecodeError{ErrorCode::bad_request, "a frame must be a JSON object",
-                                  std::nullopt});
+    return unexpected(
+        DecodeError{ErrorCode::bad_request, "a frame must be a JSON object", std::nullopt});
   }
 
   FieldReader r(doc, limits);
@@ -576,9 +577,9 @@ struct RequestEncoder {
 };
 
 std::string_view request_type(const Request& req) {
-  static constexpr std::string_view names[] = {"auth",    "create", "join",   "invite",
-                                               "leave",   "dm",     "send",   "history",
-                                               "typing",  "read",   "watch",  "ping"};
+  static constexpr std::string_view names[] = {"auth",   "create", "join",  "invite",
+                                               "leave",  "dm",     "send",  "history",
+                                               "typing", "read",   "watch", "ping"};
   static_assert(std::size(names) == std::variant_size_v<Request>);
   return names[req.index()];
 }
@@ -612,8 +613,8 @@ void append_json_string(std::string& out, std::string_view s) {
       std::memcpy(&w, s.data() + i, sizeof w);
       const std::uint64_t quote = w ^ (ones * '"');
       const std::uint64_t backslash = w ^ (ones * '\\');
-      const std::uint64_t hit = ((w - ones * 0x20) | (quote - ones) | (backslash - ones)) &
-                                ~w & highs;
+      const std::uint64_t hit =
+          ((w - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~w & highs;
       if (hit != 0) {
         break;
       }
@@ -662,7 +663,8 @@ void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-std::string encode_welcome(std::string_view user, std::string_view node, std::int64_t server_time_ms) {
+std::string encode_welcome(std::string_view user, std::string_view node,
+                           std::int64_t server_time_ms) {
   std::string out;
   out.reserve(64 + user.size() + node.size());
   begin(out, "welcome");
@@ -673,7 +675,9 @@ std::string encode_welcome(std::string_view user, std::string_view node, std::in
   return out;
 }
 
-std::string encode_synced() { return "{\"type\":\"synced\"}"; }
+std::string encode_synced() {
+  return "{\"type\":\"synced\"}";
+}
 
 std::string encode_message(const MessageView& m) {
   std::string out;

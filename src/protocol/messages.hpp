@@ -127,7 +127,8 @@ struct MessageView {
   std::string_view client_msg_id;
 };
 
-std::string encode_welcome(std::string_view user, std::string_view node, std::int64_t server_time_ms);
+std::string encode_welcome(std::string_view user, std::string_view node,
+                           std::int64_t server_time_ms);
 std::string encode_synced();
 std::string encode_message(const MessageView& m);
 std::string encode_ack(const std::optional<std::string>& ref, std::string_view room,

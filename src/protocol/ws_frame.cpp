@@ -36,7 +36,9 @@ constexpr std::uint8_t utf8d[] = {
     // clang-format on
 };
 
-bool is_control(std::uint8_t op) { return (op & 0x8U) != 0; }
+bool is_control(std::uint8_t op) {
+  return (op & 0x8U) != 0;
+}
 
 bool is_known_opcode(std::uint8_t op) {
   switch (op) {
@@ -264,8 +266,8 @@ std::size_t FrameParser::feed(std::string_view in, std::vector<FrameEvent>& out)
     }
     // The declared length is checked before a byte of payload is kept, so a peer cannot make
     // the parser buffer a message that will be refused anyway.
-    if (!is_control(op) && len > limits_.max_message_bytes - std::min(limits_.max_message_bytes,
-                                                                      message_.size())) {
+    if (!is_control(op) &&
+        len > limits_.max_message_bytes - std::min(limits_.max_message_bytes, message_.size())) {
       fail(out, close_code::message_too_big, "message too big");
       break;
     }

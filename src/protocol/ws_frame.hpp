@@ -78,7 +78,7 @@ class FrameParser {
   ParserLimits limits_;
   bool done_ = false;
   bool in_fragmented_ = false;
-  std::string message_;      // the text message being assembled across fragments
+  std::string message_;           // the text message being assembled across fragments
   std::uint32_t utf8_state_ = 0;  // incremental validator state across fragments
   // The data frame whose header has been consumed and whose payload is still arriving.
   bool in_frame_ = false;
@@ -107,6 +107,8 @@ std::string accept_key(std::string_view client_key);
 inline constexpr std::uint32_t utf8_accept = 0;
 inline constexpr std::uint32_t utf8_reject = 1;
 std::uint32_t utf8_validate(std::uint32_t state, std::string_view bytes);
-inline bool is_valid_utf8(std::string_view s) { return utf8_validate(utf8_accept, s) == utf8_accept; }
+inline bool is_valid_utf8(std::string_view s) {
+  return utf8_validate(utf8_accept, s) == utf8_accept;
+}
 
 }  // namespace parley::protocol::ws

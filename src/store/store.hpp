@@ -104,7 +104,8 @@ class Store {
   virtual void create_token(std::string token_hash, std::string user, std::int64_t expires_at,
                             Callback<Ok> cb) = 0;
   virtual void lookup_token(std::string token_hash, Callback<TokenInfo> cb) = 0;  // read
-  virtual void delete_token(std::string token_hash, Callback<TokenInfo> cb) = 0;  // not_found if absent
+  virtual void delete_token(std::string token_hash,
+                            Callback<TokenInfo> cb) = 0;  // not_found if absent
   // set_admin: sets or clears the user's admin flag (a write); not_found for an unknown user.
   virtual void set_admin(std::string user, bool admin, Callback<Ok> cb) = 0;
   // delete_user (a write): in one transaction deletes every token, membership and invitation of
@@ -124,8 +125,7 @@ class Store {
   // leave_room: not_found if the room does not exist; leaving a room one is not in succeeds.
   virtual void leave_room(std::string room, std::string user, Callback<Ok> cb) = 0;
   // invite: not_found (room or user), forbidden (inviter not a member). Idempotent.
-  virtual void invite(std::string room, std::string inviter, std::string user,
-                      Callback<Ok> cb) = 0;
+  virtual void invite(std::string room, std::string inviter, std::string user, Callback<Ok> cb) = 0;
   // open_dm: creates room `dm_room` of kind dm with both users as members if absent.
   // not_found if `other` does not exist. Returns the room's last_seq.
   virtual void open_dm(std::string dm_room, std::string user, std::string other,

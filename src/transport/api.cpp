@@ -1,11 +1,11 @@
 #include "transport/api.hpp"
 
-#include <boost/asio/post.hpp>
-#include <charconv>
-#include <chrono>
 #include <rapidjson/document.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+#include <charconv>
+#include <chrono>
 
 #include "core/names.hpp"
 #include "core/throttle.hpp"
@@ -60,11 +60,14 @@ struct Credentials {
 Result<Credentials, std::string> parse_credentials(const std::string& body) {
   rapidjson::Document d;
   d.Parse(body.data(), body.size());
-  if (d.HasParseError() || !d.IsObject()) return unexpected(std::string("the body must be a JSON object"));
+  if (d.HasParseError() || !d.IsObject())
+    return unexpected(std::string("the body must be a JSON object"));
   auto u = d.FindMember("username");
   auto p = d.FindMember("password");
-  if (u == d.MemberEnd() || !u->value.IsString()) return unexpected(std::string("username (string) is required"));
-  if (p == d.MemberEnd() || !p->value.IsString()) return unexpected(std::string("password (string) is required"));
+  if (u == d.MemberEnd() || !u->value.IsString())
+    return unexpected(std::string("username (string) is required"));
+  if (p == d.MemberEnd() || !p->value.IsString())
+    return unexpected(std::string("password (string) is required"));
   return Credentials{std::string(u->value.GetString(), u->value.GetStringLength()),
                      std::string(p->value.GetString(), p->value.GetStringLength())};
 }
@@ -114,16 +117,17 @@ void do_register(Node& node, const ApiRequest& req, Respond done) {
   auto c = parse_credentials(req.body);
   if (!c) return done(error_response(400, "bad_request", c.error()));
   if (!core::valid_username(c->username)) {
-    return done(error_response(400, "bad_request",
-                               "username must match ^[a-z0-9_.-]{1,32}$"));
+    return done(error_response(400, "bad_request", "username must match ^[a-z0-9_.-]{1,32}$"));
   }
   if (c->password.size() < 8 || c->password.size() > 256) {
     return done(error_response(400, "bad_request", "password must be 8 to 256 bytes"));
   }
   // Only a well-formed request costs a token: it is the one that would cost a hash.
-  if (auto wait = node.throttle().registrations().acquire(req.remote, std::chrono::steady_clock::now())) {
+  if (auto wait =
+          node.throttle().registrations().acquire(req.remote, std::chrono::steady_clock::now())) {
     spdlog::info("registration throttled from {}", req.remote);
-    return done(rate_limited_response("too many registrations from this address; retry later", wait));
+    return done(
+        rate_limited_response("too many registrations from this address; retry later", wait));
   }
   // Argon2id takes tens of milliseconds and 19 MiB: it runs on the hashing pool, never on an
   // I/O thread.
@@ -153,8 +157,10 @@ void do_login(Node& node, const ApiRequest& req, Respond done) {
   // password is checked; a success gives them back (core::LoginThrottle). A name that cannot
   // exist is charged to the address only, so that junk names cannot grow the table.
   std::string key = core::valid_username(c->username) ? c->username : std::string();
-  if (auto wait = node.throttle().login().attempt(key, req.remote, std::chrono::steady_clock::now())) {
-    spdlog::info("login throttled for {} from {}", key.empty() ? "(invalid name)" : key, req.remote);
+  if (auto wait =
+          node.throttle().login().attempt(key, req.remote, std::chrono::steady_clock::now())) {
+    spdlog::info("login throttled for {} from {}", key.empty() ? "(invalid name)" : key,
+                 req.remote);
     return done(rate_limited_response("too many login attempts; retry later", wait));
   }
   std::string username = c->username;  // not c->username below: argument order is unspecified
@@ -162,16 +168,17 @@ void do_login(Node& node, const ApiRequest& req, Respond done) {
                                               done](Result<store::UserAuth> r) {
     if (!r && r.error() != store::StoreErrc::not_found) return done(store_error(r.error()));
     std::string stored = r ? r->password_hash : std::string();
-    boost::asio::post(node.hash_pool(), [&node, c, key, remote, stored, known = r.has_value(), done] {
-      const std::string& h = known ? stored : dummy_hash(node);
-      bool ok = crypto_pwhash_str_verify(h.c_str(), c.password.data(), c.password.size()) == 0;
-      if (!ok || !known) {
-        spdlog::info("failed login for {}", c.username);
-        return done(error_response(401, "unauthorized", "wrong username or password"));
-      }
-      node.throttle().login().succeeded(key, remote, std::chrono::steady_clock::now());
-      issue_token(node, c.username, 200, done);
-    });
+    boost::asio::post(
+        node.hash_pool(), [&node, c, key, remote, stored, known = r.has_value(), done] {
+          const std::string& h = known ? stored : dummy_hash(node);
+          bool ok = crypto_pwhash_str_verify(h.c_str(), c.password.data(), c.password.size()) == 0;
+          if (!ok || !known) {
+            spdlog::info("failed login for {}", c.username);
+            return done(error_response(401, "unauthorized", "wrong username or password"));
+          }
+          node.throttle().login().succeeded(key, remote, std::chrono::steady_clock::now());
+          issue_token(node, c.username, 200, done);
+        });
   });
 }
 
@@ -233,41 +240,43 @@ void delete_account(Node& node, const std::string& user, Respond done) {
 // enough (it may have been stolen from a page or a log): the password is checked, and every
 // attempt is charged to the login throttle exactly like a login, so it is no way around it.
 void do_delete_me(Node& node, const ApiRequest& req, Respond done) {
-  with_user(node, req, done, [&node, body = req.body, remote = req.remote,
-                              done](const std::string& user) {
-    rapidjson::Document d;
-    d.Parse(body.data(), body.size());
-    if (d.HasParseError() || !d.IsObject()) {
-      return done(error_response(400, "bad_request", "the body must be a JSON object"));
-    }
-    auto p = d.FindMember("password");
-    if (p == d.MemberEnd() || !p->value.IsString()) {
-      return done(error_response(400, "bad_request", "password (string) is required"));
-    }
-    std::string password(p->value.GetString(), p->value.GetStringLength());
-    if (auto wait = node.throttle().login().attempt(user, remote, std::chrono::steady_clock::now())) {
-      return done(rate_limited_response("too many attempts; retry later", wait));
-    }
-    node.store().get_user(user, [&node, user, password = std::move(password), remote,
-                                 done](Result<store::UserAuth> r) {
-      if (!r) {
-        // Deleted meanwhile (by another request or an admin): the token is no longer valid.
-        if (r.error() == store::StoreErrc::not_found) {
-          return done(error_response(401, "unauthorized", "invalid or expired token"));
+  with_user(
+      node, req, done,
+      [&node, body = req.body, remote = req.remote, done](const std::string& user) {
+        rapidjson::Document d;
+        d.Parse(body.data(), body.size());
+        if (d.HasParseError() || !d.IsObject()) {
+          return done(error_response(400, "bad_request", "the body must be a JSON object"));
         }
-        return done(store_error(r.error()));
-      }
-      boost::asio::post(node.hash_pool(), [&node, user, password, remote,
-                                           stored = r->password_hash, done] {
-        if (crypto_pwhash_str_verify(stored.c_str(), password.data(), password.size()) != 0) {
-          spdlog::info("account deletion for {} refused: wrong password", user);
-          return done(error_response(401, "unauthorized", "wrong password"));
+        auto p = d.FindMember("password");
+        if (p == d.MemberEnd() || !p->value.IsString()) {
+          return done(error_response(400, "bad_request", "password (string) is required"));
         }
-        node.throttle().login().succeeded(user, remote, std::chrono::steady_clock::now());
-        delete_account(node, user, done);
+        std::string password(p->value.GetString(), p->value.GetStringLength());
+        if (auto wait =
+                node.throttle().login().attempt(user, remote, std::chrono::steady_clock::now())) {
+          return done(rate_limited_response("too many attempts; retry later", wait));
+        }
+        node.store().get_user(user, [&node, user, password = std::move(password), remote,
+                                     done](Result<store::UserAuth> r) {
+          if (!r) {
+            // Deleted meanwhile (by another request or an admin): the token is no longer valid.
+            if (r.error() == store::StoreErrc::not_found) {
+              return done(error_response(401, "unauthorized", "invalid or expired token"));
+            }
+            return done(store_error(r.error()));
+          }
+          boost::asio::post(node.hash_pool(), [&node, user, password, remote,
+                                               stored = r->password_hash, done] {
+            if (crypto_pwhash_str_verify(stored.c_str(), password.data(), password.size()) != 0) {
+              spdlog::info("account deletion for {} refused: wrong password", user);
+              return done(error_response(401, "unauthorized", "wrong password"));
+            }
+            node.throttle().login().succeeded(user, remote, std::chrono::steady_clock::now());
+            delete_account(node, user, done);
+          });
+        });
       });
-    });
-  });
 }
 
 void do_rooms(Node& node, const ApiRequest& req, Respond done) {
@@ -285,7 +294,8 @@ void do_rooms(Node& node, const ApiRequest& req, Respond done) {
         body += store::to_string(s.kind);
         body += "\",\"last_seq\":" + std::to_string(s.last_seq);
         body += ",\"read_seq\":" + std::to_string(s.read_seq);
-        body += ",\"unread\":" + std::to_string(s.last_seq > s.read_seq ? s.last_seq - s.read_seq : 0);
+        body +=
+            ",\"unread\":" + std::to_string(s.last_seq > s.read_seq ? s.last_seq - s.read_seq : 0);
         body += '}';
       }
       body += "]}";
@@ -315,36 +325,37 @@ void do_messages(Node& node, const ApiRequest& req, const std::string& room, Res
     std::string_view v = eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1);
     if (k == "before") {
       auto n = parse_u64(v);
-      if (!n || *n == 0) return done(error_response(400, "bad_request", "before must be a positive integer"));
+      if (!n || *n == 0)
+        return done(error_response(400, "bad_request", "before must be a positive integer"));
       before = *n;
     } else if (k == "limit") {
       auto n = parse_u64(v);
       if (!n || *n < 1 || *n > node.options().protocol.max_history_limit) {
-        return done(error_response(
-            400, "bad_request",
-            "limit must be an integer from 1 to " +
-                std::to_string(node.options().protocol.max_history_limit)));
+        return done(error_response(400, "bad_request",
+                                   "limit must be an integer from 1 to " +
+                                       std::to_string(node.options().protocol.max_history_limit)));
       }
       limit = static_cast<std::uint32_t>(*n);
     }
   }
   with_user(node, req, done, [&node, room, before, limit, done](const std::string& user) {
-    node.store().room_info(room, [&node, room, user, before, limit, done](Result<store::RoomSummary> info) {
-      if (!info) {
-        if (info.error() == store::StoreErrc::not_found) {
-          return done(error_response(404, "not_found", "no room " + room));
-        }
-        return done(store_error(info.error()));
-      }
-      node.store().is_member(room, user, [&node, room, before, limit, done](Result<bool> m) {
-        if (!m) return done(store_error(m.error()));
-        if (!*m) return done(error_response(403, "forbidden", "not a member of room " + room));
-        load_history(node, room, before, limit, [room, done](Result<HistoryJson> h) {
-          if (!h) return done(store_error(h.error()));
-          done(json_response(200, encode_history_body(room, *h)));
+    node.store().room_info(
+        room, [&node, room, user, before, limit, done](Result<store::RoomSummary> info) {
+          if (!info) {
+            if (info.error() == store::StoreErrc::not_found) {
+              return done(error_response(404, "not_found", "no room " + room));
+            }
+            return done(store_error(info.error()));
+          }
+          node.store().is_member(room, user, [&node, room, before, limit, done](Result<bool> m) {
+            if (!m) return done(store_error(m.error()));
+            if (!*m) return done(error_response(403, "forbidden", "not a member of room " + room));
+            load_history(node, room, before, limit, [room, done](Result<HistoryJson> h) {
+              if (!h) return done(store_error(h.error()));
+              done(json_response(200, encode_history_body(room, *h)));
+            });
+          });
         });
-      });
-    });
   });
 }
 
@@ -385,17 +396,25 @@ bool handle_api(Node& node, ApiRequest req, Respond done) {
   const bool post = req.method == "POST";
   const bool get = req.method == "GET";
   if (p == "/api/v1/register") {
-    if (!post) done(error_response(405, "bad_request", "use POST"));
-    else do_register(node, req, done);
+    if (!post)
+      done(error_response(405, "bad_request", "use POST"));
+    else
+      do_register(node, req, done);
   } else if (p == "/api/v1/login") {
-    if (!post) done(error_response(405, "bad_request", "use POST"));
-    else do_login(node, req, done);
+    if (!post)
+      done(error_response(405, "bad_request", "use POST"));
+    else
+      do_login(node, req, done);
   } else if (p == "/api/v1/logout") {
-    if (!post) done(error_response(405, "bad_request", "use POST"));
-    else do_logout(node, req, done);
+    if (!post)
+      done(error_response(405, "bad_request", "use POST"));
+    else
+      do_logout(node, req, done);
   } else if (p == "/api/v1/users/me") {
-    if (req.method != "DELETE") done(error_response(405, "bad_request", "use DELETE"));
-    else do_delete_me(node, req, done);
+    if (req.method != "DELETE")
+      done(error_response(405, "bad_request", "use DELETE"));
+    else
+      do_delete_me(node, req, done);
   } else if (p == "/api/v1/admin/nodes") {
     handle_admin_nodes(node, req, done);
   } else if (p.rfind("/api/v1/admin/users/", 0) == 0) {
@@ -405,11 +424,14 @@ bool handle_api(Node& node, ApiRequest req, Respond done) {
     } else if (!user || !core::valid_username(*user)) {
       done(error_response(400, "bad_request", "username must match ^[a-z0-9_.-]{1,32}$"));
     } else {
-      with_admin(node, req, done, [&node, user = *user, done] { delete_account(node, user, done); });
+      with_admin(node, req, done,
+                 [&node, user = *user, done] { delete_account(node, user, done); });
     }
   } else if (p == "/api/v1/rooms") {
-    if (!get) done(error_response(405, "bad_request", "use GET"));
-    else do_rooms(node, req, done);
+    if (!get)
+      done(error_response(405, "bad_request", "use GET"));
+    else
+      do_rooms(node, req, done);
   } else if (p.rfind("/api/v1/rooms/", 0) == 0 && p.size() > 23 &&
              p.compare(p.size() - 9, 9, "/messages") == 0) {
     auto room = url_decode(std::string_view(p).substr(14, p.size() - 14 - 9));

@@ -30,21 +30,19 @@ void load_history(Node& node, const std::string& room, std::uint64_t before, std
     }
   }
   node.metrics().cache_misses.inc();
-  node.store().history(room, before, limit,
-                       [cb = std::move(cb)](Result<store::HistoryPage> r) {
-                         if (!r) {
-                           cb(unexpected(r.error()));
-                           return;
-                         }
-                         HistoryJson h;
-                         h.has_more = r->has_more;
-                         h.messages.reserve(r->messages.size());
-                         for (auto& m : r->messages) {
-                           h.messages.push_back(
-                               std::make_shared<const std::string>(message_json(m)));
-                         }
-                         cb(std::move(h));
-                       });
+  node.store().history(room, before, limit, [cb = std::move(cb)](Result<store::HistoryPage> r) {
+    if (!r) {
+      cb(unexpected(r.error()));
+      return;
+    }
+    HistoryJson h;
+    h.has_more = r->has_more;
+    h.messages.reserve(r->messages.size());
+    for (auto& m : r->messages) {
+      h.messages.push_back(std::make_shared<const std::string>(message_json(m)));
+    }
+    cb(std::move(h));
+  });
 }
 
 namespace {

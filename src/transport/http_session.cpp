@@ -1,11 +1,11 @@
 #include "transport/http_session.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <filesystem>
 #include <fstream>
-#include <spdlog/spdlog.h>
 
 #include "core/throttle.hpp"
 #include "protocol/ws_frame.hpp"
@@ -24,22 +24,38 @@ constexpr std::size_t kHeaderLimit = 16 * 1024;
 
 const char* reason(unsigned status) {
   switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 426:
+      return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
@@ -64,7 +80,9 @@ HttpSession::HttpSession(Node& node, Shard& shard, asio::ip::tcp::socket socket)
   if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-void HttpSession::start() { do_read(); }
+void HttpSession::start() {
+  do_read();
+}
 
 std::string HttpSession::client_address(const Request& req) const {
   return node_.throttle().client_address(core::address_of(remote_), req["X-Forwarded-For"]);
@@ -80,28 +98,28 @@ void HttpSession::do_read() {
     boost::system::error_code ignored;
     self->socket_.close(ignored);
   });
-  http::async_read(socket_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                     self->read_timer_.cancel();
-                     if (ec == http::error::end_of_stream || ec == asio::error::eof) {
-                       boost::system::error_code ignored;
-                       self->socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-                       return;
-                     }
-                     if (ec == http::error::body_limit) {
-                       self->keep_alive_ = false;
-                       self->respond(error_response(413, "too_large", "request body too large"));
-                       return;
-                     }
-                     if (ec) {
-                       if (ec != asio::error::operation_aborted && ec != asio::error::connection_reset) {
-                         self->keep_alive_ = false;
-                         self->respond(error_response(400, "bad_request", "malformed HTTP request"));
-                       }
-                       return;
-                     }
-                     self->on_request(self->parser_->release());
-                   });
+  http::async_read(
+      socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        self->read_timer_.cancel();
+        if (ec == http::error::end_of_stream || ec == asio::error::eof) {
+          boost::system::error_code ignored;
+          self->socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+          return;
+        }
+        if (ec == http::error::body_limit) {
+          self->keep_alive_ = false;
+          self->respond(error_response(413, "too_large", "request body too large"));
+          return;
+        }
+        if (ec) {
+          if (ec != asio::error::operation_aborted && ec != asio::error::connection_reset) {
+            self->keep_alive_ = false;
+            self->respond(error_response(400, "bad_request", "malformed HTTP request"));
+          }
+          return;
+        }
+        self->on_request(self->parser_->release());
+      });
 }
 
 void HttpSession::on_request(Request req) {
@@ -120,7 +138,8 @@ void HttpSession::on_request(Request req) {
     return;
   }
   if (path == "/readyz") {
-    respond({node_.ready() ? 200u : 503u, node_.readiness_report(), "text/plain; charset=utf-8", {}});
+    respond(
+        {node_.ready() ? 200u : 503u, node_.readiness_report(), "text/plain; charset=utf-8", {}});
     return;
   }
   if (path == "/metrics") {
@@ -155,8 +174,7 @@ void HttpSession::handle_static(const Request& req) {
   auto decoded = url_decode(path);
   // A target without a leading '/' (e.g. "?x" or "*") names no file; substr(1) below needs one.
   if (root.empty() || !decoded || decoded->empty() || decoded->front() != '/' ||
-      decoded->find("..") != std::string::npos ||
-      decoded->find('\0') != std::string::npos) {
+      decoded->find("..") != std::string::npos || decoded->find('\0') != std::string::npos) {
     respond(error_response(404, "not_found", "not found"));
     return;
   }
@@ -201,7 +219,9 @@ void HttpSession::upgrade(Request req) {
   auto key = req[http::field::sec_websocket_key];
   if (key.empty() || req[http::field::sec_websocket_version] != "13") {
     keep_alive_ = false;
-    respond({400, "{\"error\":{\"code\":\"bad_request\",\"message\":\"Sec-WebSocket-Key and version 13 are required\"}}",
+    respond({400,
+             "{\"error\":{\"code\":\"bad_request\",\"message\":\"Sec-WebSocket-Key and version 13 "
+             "are required\"}}",
              "application/json", "Sec-WebSocket-Version: 13\r\n"});
     return;
   }
@@ -228,24 +248,26 @@ void HttpSession::upgrade(Request req) {
     respond(error_response(429, "rate_limited", "too many connections from this address"));
     return;
   }
-  out_ = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         "Sec-WebSocket-Accept: " + protocol::ws::accept_key(key) + "\r\n\r\n";
-  asio::async_write(socket_, asio::buffer(out_),
-                    [self = shared_from_this(), address](boost::system::error_code ec, std::size_t) {
-                      if (ec) {
-                        self->node_.throttle().ip_connections().release(address);
-                        return;
-                      }
-                      auto data = self->buffer_.data();
-                      std::string initial(static_cast<const char*>(data.data()), data.size());
-                      // The session releases its connection count under the client's address,
-                      // so it is named by that address (with the peer's port, for the logs).
-                      const auto port = self->remote_.substr(self->remote_.rfind(':') + 1);
-                      auto ws = std::make_shared<WsSession>(self->node_, self->shard_,
-                                                            std::move(self->socket_),
-                                                            std::move(initial), address + ":" + port);
-                      ws->start();
-                    });
+  out_ =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      protocol::ws::accept_key(key) + "\r\n\r\n";
+  asio::async_write(
+      socket_, asio::buffer(out_),
+      [self = shared_from_this(), address](boost::system::error_code ec, std::size_t) {
+        if (ec) {
+          self->node_.throttle().ip_connections().release(address);
+          return;
+        }
+        auto data = self->buffer_.data();
+        std::string initial(static_cast<const char*>(data.data()), data.size());
+        // The session releases its connection count under the client's address,
+        // so it is named by that address (with the peer's port, for the logs).
+        const auto port = self->remote_.substr(self->remote_.rfind(':') + 1);
+        auto ws = std::make_shared<WsSession>(self->node_, self->shard_, std::move(self->socket_),
+                                              std::move(initial), address + ":" + port);
+        ws->start();
+      });
 }
 
 }  // namespace parley::transport

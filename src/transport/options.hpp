@@ -19,20 +19,20 @@ struct Options {
   std::string node_id = "parley";
   std::string web_root;  // empty: no static files
 
-  std::size_t max_frame_bytes = 64 * 1024;       // a WebSocket message over this: close 1009
-  std::size_t max_http_body_bytes = 64 * 1024;   // a request body over this: 413
+  std::size_t max_frame_bytes = 64 * 1024;          // a WebSocket message over this: close 1009
+  std::size_t max_http_body_bytes = 64 * 1024;      // a request body over this: 413
   std::size_t write_queue_bytes = 4 * 1024 * 1024;  // backlog past this: close 1008 slow consumer
-  std::chrono::milliseconds auth_timeout{5000};  // no auth frame by then: close 1008
+  std::chrono::milliseconds auth_timeout{5000};     // no auth frame by then: close 1008
   std::chrono::milliseconds http_request_timeout{30000};  // idle keep-alive or trickled request
-  std::chrono::milliseconds drain_window{2000};  // SIGTERM: 1001 closes spread over this
-  std::int64_t token_ttl_s = 30LL * 24 * 3600;   // tokens live 30 days
-  core::RateLimit send_rate{20, 40};             // per user per node
-  core::RateLimit typing_rate{2, 10};            // typing events per user per node
-  std::size_t max_watched_users = 10000;         // distinct users one socket may watch
-  std::size_t replay_page = 500;                 // messages fetched per resume round trip
-  std::size_t cache_per_room = 256;              // recent-message cache
+  std::chrono::milliseconds drain_window{2000};           // SIGTERM: 1001 closes spread over this
+  std::int64_t token_ttl_s = 30LL * 24 * 3600;            // tokens live 30 days
+  core::RateLimit send_rate{20, 40};                      // per user per node
+  core::RateLimit typing_rate{2, 10};                     // typing events per user per node
+  std::size_t max_watched_users = 10000;                  // distinct users one socket may watch
+  std::size_t replay_page = 500;                          // messages fetched per resume round trip
+  std::size_t cache_per_room = 256;                       // recent-message cache
   std::size_t cache_rooms = 4096;
-  std::uint64_t argon2_opslimit = 2;             // OWASP: t=2, m=19 MiB
+  std::uint64_t argon2_opslimit = 2;  // OWASP: t=2, m=19 MiB
   std::size_t argon2_memlimit = 19 * 1024 * 1024;
   unsigned hash_threads = 2;
   std::size_t max_pipelined = 64;  // requests queued behind a pending auth

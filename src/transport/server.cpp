@@ -1,9 +1,9 @@
 #include "transport/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <random>
-#include <spdlog/spdlog.h>
 
 #include "protocol/ws_frame.hpp"
 #include "transport/http_session.hpp"
@@ -70,8 +70,10 @@ void Server::drain(std::function<void()> done) {
     asio::post(shard.ioc(), [&shard, window] {
       std::mt19937_64 rng(std::random_device{}());
       std::uniform_int_distribution<long> jitter(0, std::max<long>(0, window.count()));
-      for (WsSession* s : std::vector<WsSession*>(shard.sessions().begin(), shard.sessions().end())) {
-        auto t = std::make_shared<asio::steady_timer>(shard.ioc(), std::chrono::milliseconds(jitter(rng)));
+      for (WsSession* s :
+           std::vector<WsSession*>(shard.sessions().begin(), shard.sessions().end())) {
+        auto t = std::make_shared<asio::steady_timer>(shard.ioc(),
+                                                      std::chrono::milliseconds(jitter(rng)));
         t->async_wait([t, self = s->shared_from_this()](boost::system::error_code) {
           self->close(protocol::ws::close_code::going_away, "going away");
         });

@@ -1,9 +1,9 @@
 #include "transport/shard.hpp"
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
 
 #include "protocol/messages.hpp"
 #include "protocol/ws_frame.hpp"
@@ -42,8 +42,12 @@ std::span<char> Shard::read_scratch() {
   return {read_scratch_.get(), kSize};
 }
 
-void Shard::add_session(WsSession* s) { sessions_.insert(s); }
-void Shard::remove_session(WsSession* s) { sessions_.erase(s); }
+void Shard::add_session(WsSession* s) {
+  sessions_.insert(s);
+}
+void Shard::remove_session(WsSession* s) {
+  sessions_.erase(s);
+}
 
 void Shard::add_user_session(const std::string& user, WsSession* s) {
   auto& v = users_[user];
@@ -91,7 +95,9 @@ std::uint64_t Shard::room_last(const std::string& room) const {
   return it == rooms_.end() ? 0 : it->second.last;
 }
 
-void Shard::add_watcher(const std::string& user, WsSession* s) { watchers_[user].push_back(s); }
+void Shard::add_watcher(const std::string& user, WsSession* s) {
+  watchers_[user].push_back(s);
+}
 
 void Shard::remove_watcher(const std::string& user, WsSession* s) {
   auto it = watchers_.find(user);
@@ -120,7 +126,8 @@ void Shard::on_deliveries(const std::vector<Delivery>& batch) {
       case bus::EventKind::presence: {
         auto it = watchers_.find(d.presence_user);
         if (it == watchers_.end()) break;
-        for (WsSession* s : it->second) s->deliver_presence(d.presence_user, d.presence_online, d.frame);
+        for (WsSession* s : it->second)
+          s->deliver_presence(d.presence_user, d.presence_online, d.frame);
         break;
       }
       case bus::EventKind::node:
@@ -166,28 +173,28 @@ void Shard::start_repair(const std::string& room_name, Room& room, std::uint64_t
   room.repairing = true;
   node_.metrics().gap_repairs.inc();
   const std::uint64_t after = room.last;
-  node_.store().read_range(
-      room_name, after, up_to, static_cast<std::uint32_t>(up_to - after),
-      [this, room_name, up_to](Result<std::vector<store::StoredMessage>> r) {
-        std::vector<Delivery> fetched;
-        bool ok = r.has_value();
-        if (ok) {
-          for (auto& m : *r) {
-            auto ev = std::make_shared<bus::Event>();
-            ev->kind = bus::EventKind::message;
-            ev->room = m.room;
-            ev->seq = m.seq;
-            ev->payload = message_json(m);
-            Delivery d;
-            d.frame = make_text_frame(ev->payload);
-            d.event = std::move(ev);
-            fetched.push_back(std::move(d));
-          }
-        }
-        asio::post(ioc_, [this, room_name, up_to, ok, fetched = std::move(fetched)] {
-          finish_repair(room_name, up_to, ok, fetched);
-        });
-      });
+  node_.store().read_range(room_name, after, up_to, static_cast<std::uint32_t>(up_to - after),
+                           [this, room_name, up_to](Result<std::vector<store::StoredMessage>> r) {
+                             std::vector<Delivery> fetched;
+                             bool ok = r.has_value();
+                             if (ok) {
+                               for (auto& m : *r) {
+                                 auto ev = std::make_shared<bus::Event>();
+                                 ev->kind = bus::EventKind::message;
+                                 ev->room = m.room;
+                                 ev->seq = m.seq;
+                                 ev->payload = message_json(m);
+                                 Delivery d;
+                                 d.frame = make_text_frame(ev->payload);
+                                 d.event = std::move(ev);
+                                 fetched.push_back(std::move(d));
+                               }
+                             }
+                             asio::post(ioc_,
+                                        [this, room_name, up_to, ok, fetched = std::move(fetched)] {
+                                          finish_repair(room_name, up_to, ok, fetched);
+                                        });
+                           });
 }
 
 void Shard::finish_repair(const std::string& room_name, std::uint64_t up_to, bool ok,

@@ -68,6 +68,7 @@ class Shard {
                      const std::vector<Delivery>& fetched);
   void check_room(const std::string& room_name);
   void on_user_event(const UserEvent& ev);
+
  public:
   // Adds the deliveries counted since the last call to the node's counter (one atomic add per
   // batch instead of one per delivery).

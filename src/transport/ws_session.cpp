@@ -25,7 +25,7 @@ constexpr std::size_t kMaxReadsPerWakeup = 4;
 // control frame (the parser consumes text payload as it arrives); a buffer that grew past this
 // is released once empty, so that an idle connection holds no read buffer.
 constexpr std::size_t kKeepReadCapacity = 256;
-constexpr std::size_t kMaxIov = 64;        // frames per gathered write (one writev)
+constexpr std::size_t kMaxIov = 64;  // frames per gathered write (one writev)
 constexpr auto kCloseGrace = std::chrono::seconds(2);
 // Live messages held for one room while it catches up; past this the held copies are dropped
 // and the catch-up reads them from the cache or the store instead (bounded memory per session).
@@ -78,9 +78,8 @@ WsSession::~WsSession() {
 
 template <class Fn>
 void WsSession::post_self(Fn&& fn) {
-  asio::post(shard_.ioc(), [self = shared_from_this(), fn = std::forward<Fn>(fn)]() mutable {
-    fn(*self);
-  });
+  asio::post(shard_.ioc(),
+             [self = shared_from_this(), fn = std::forward<Fn>(fn)]() mutable { fn(*self); });
 }
 
 void WsSession::start() {
@@ -235,7 +234,9 @@ void WsSession::on_text(std::string_view text) {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-void WsSession::send_json(std::string json) { enqueue(make_text_frame(json)); }
+void WsSession::send_json(std::string json) {
+  enqueue(make_text_frame(json));
+}
 
 void WsSession::send_error(const std::optional<std::string>& ref, ErrorCode code,
                            std::string_view message, std::optional<std::uint64_t> retry_after) {
@@ -550,7 +551,8 @@ void WsSession::fetch_gap(const std::string& room, std::uint64_t up_to) {
             return;
           }
           // The store is down: try again shortly; the room stays held meanwhile.
-          auto t = std::make_shared<asio::steady_timer>(s.shard_.ioc(), std::chrono::milliseconds(500));
+          auto t =
+              std::make_shared<asio::steady_timer>(s.shard_.ioc(), std::chrono::milliseconds(500));
           t->async_wait([t, self = s.shared_from_this(), room, up_to](boost::system::error_code) {
             auto it = self->rooms_.find(room);
             if (it == self->rooms_.end() || self->state_ != State::live) return;
@@ -667,23 +669,24 @@ bool WsSession::require_member(const std::optional<std::string>& ref, const std:
   if (rooms_.count(room)) return true;
   // Not a member: tell a room that does not exist (not_found) from one the user is not in
   // (forbidden), as the HTTP API does. Only this error path asks the store.
-  node_.store().room_info(room, [self = shared_from_this(), ref, room](Result<store::RoomSummary> r) {
-    bool missing = !r && r.error() == store::StoreErrc::not_found;
-    self->post_self([ref, room, missing](WsSession& s) {
-      if (missing) {
-        s.send_error(ref, ErrorCode::not_found, "no room " + room);
-      } else {
-        s.send_error(ref, ErrorCode::forbidden, "not a member of room " + room);
-      }
-    });
-  });
+  node_.store().room_info(
+      room, [self = shared_from_this(), ref, room](Result<store::RoomSummary> r) {
+        bool missing = !r && r.error() == store::StoreErrc::not_found;
+        self->post_self([ref, room, missing](WsSession& s) {
+          if (missing) {
+            s.send_error(ref, ErrorCode::not_found, "no room " + room);
+          } else {
+            s.send_error(ref, ErrorCode::forbidden, "not a member of room " + room);
+          }
+        });
+      });
   return false;
 }
 
 void WsSession::handle_auth(const std::optional<std::string>& ref, protocol::AuthReq req) {
   token_hash_ = Node::hash_token(req.token);
-  node_.authenticate(req.token, [self = shared_from_this(), ref,
-                                 cursors = std::move(req.cursors)](Result<store::TokenInfo> r) mutable {
+  node_.authenticate(req.token, [self = shared_from_this(), ref, cursors = std::move(req.cursors)](
+                                    Result<store::TokenInfo> r) mutable {
     if (!r) {
       bool down = r.error() == store::StoreErrc::unavailable;
       self->post_self([ref, down](WsSession& s) {
@@ -707,7 +710,8 @@ void WsSession::handle_auth(const std::optional<std::string>& ref, protocol::Aut
                            rooms = std::move(rooms)](WsSession& s) mutable {
             if (s.state_ != State::authenticating) return;
             if (!rooms) {
-              s.send_error(ref, ErrorCode::unavailable, "the store is unavailable; reconnect shortly");
+              s.send_error(ref, ErrorCode::unavailable,
+                           "the store is unavailable; reconnect shortly");
               s.close(ws::close_code::internal_error, "store unavailable");
               return;
             }
@@ -766,20 +770,20 @@ void WsSession::handle_send(const std::optional<std::string>& ref, protocol::Sen
   }
   auto started = std::chrono::steady_clock::now();
   store::AppendRequest ar{req.room, user_, req.client_msg_id, std::move(req.body)};
-  node_.store().append(std::move(ar), [self = shared_from_this(), ref,
-                                       started](Result<store::AppendResult> r) {
-    if (r && !r->duplicate) self->node_.publish_message(r->message);
-    self->post_self([ref, r = std::move(r), started](WsSession& s) {
-      if (!r) {
-        s.reply_store_error(ref, r.error());
-        return;
-      }
-      const auto& m = r->message;
-      s.send_json(protocol::encode_ack(ref, m.room, m.client_msg_id, m.seq, m.ts_ms));
-      s.node_.metrics().send_to_ack.observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    });
-  });
+  node_.store().append(
+      std::move(ar), [self = shared_from_this(), ref, started](Result<store::AppendResult> r) {
+        if (r && !r->duplicate) self->node_.publish_message(r->message);
+        self->post_self([ref, r = std::move(r), started](WsSession& s) {
+          if (!r) {
+            s.reply_store_error(ref, r.error());
+            return;
+          }
+          const auto& m = r->message;
+          s.send_json(protocol::encode_ack(ref, m.room, m.client_msg_id, m.seq, m.ts_ms));
+          s.node_.metrics().send_to_ack.observe(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        });
+      });
 }
 
 void WsSession::handle_history(const std::optional<std::string>& ref, protocol::HistoryReq req) {
@@ -798,84 +802,91 @@ void WsSession::handle_history(const std::optional<std::string>& ref, protocol::
 
 void WsSession::handle_create(const std::optional<std::string>& ref, protocol::CreateReq req) {
   auto kind = req.is_private ? store::RoomKind::private_room : store::RoomKind::public_room;
-  node_.store().create_room(req.room, kind, user_, [self = shared_from_this(), ref,
-                                                   room = req.room](Result<Ok> r) {
-    self->post_self([ref, room, ok = r.has_value(), ec = r ? std::error_code{} : r.error()](WsSession& s) {
-      if (!ok) {
-        if (ec == store::StoreErrc::conflict) {
-          s.send_error(ref, ErrorCode::conflict, "room " + room + " exists already");
-        } else {
-          s.reply_store_error(ref, ec);
-        }
-        return;
-      }
-      s.send_json(protocol::encode_joined(ref, room, 0));
-      s.add_room(room, 0, 0, false);
-      s.node_.publish_user_event({UserEvent::Kind::joined, s.user_, room, 0, {}, {}, {}});
-    });
-  });
+  node_.store().create_room(
+      req.room, kind, user_, [self = shared_from_this(), ref, room = req.room](Result<Ok> r) {
+        self->post_self(
+            [ref, room, ok = r.has_value(), ec = r ? std::error_code{} : r.error()](WsSession& s) {
+              if (!ok) {
+                if (ec == store::StoreErrc::conflict) {
+                  s.send_error(ref, ErrorCode::conflict, "room " + room + " exists already");
+                } else {
+                  s.reply_store_error(ref, ec);
+                }
+                return;
+              }
+              s.send_json(protocol::encode_joined(ref, room, 0));
+              s.add_room(room, 0, 0, false);
+              s.node_.publish_user_event({UserEvent::Kind::joined, s.user_, room, 0, {}, {}, {}});
+            });
+      });
 }
 
 void WsSession::handle_join(const std::optional<std::string>& ref, protocol::JoinReq req) {
-  node_.store().join_room(req.room, user_, [self = shared_from_this(), ref,
-                                           room = req.room](Result<store::JoinResult> r) {
-    self->post_self([ref, room, r = std::move(r)](WsSession& s) {
-      if (!r) {
-        if (r.error() == store::StoreErrc::forbidden) {
-          s.send_error(ref, ErrorCode::forbidden, "room " + room + " is private and you are not invited");
-        } else if (r.error() == store::StoreErrc::not_found) {
-          s.send_error(ref, ErrorCode::not_found, "no room " + room);
-        } else {
-          s.reply_store_error(ref, r.error());
-        }
-        return;
-      }
-      s.send_json(protocol::encode_joined(ref, room, r->last_seq));
-      s.add_room(room, r->last_seq, r->last_seq, false);
-      if (r->newly_joined) {
-        s.node_.publish_user_event({UserEvent::Kind::joined, s.user_, room, r->last_seq, {}, {}, {}});
-      }
-    });
-  });
+  node_.store().join_room(
+      req.room, user_,
+      [self = shared_from_this(), ref, room = req.room](Result<store::JoinResult> r) {
+        self->post_self([ref, room, r = std::move(r)](WsSession& s) {
+          if (!r) {
+            if (r.error() == store::StoreErrc::forbidden) {
+              s.send_error(ref, ErrorCode::forbidden,
+                           "room " + room + " is private and you are not invited");
+            } else if (r.error() == store::StoreErrc::not_found) {
+              s.send_error(ref, ErrorCode::not_found, "no room " + room);
+            } else {
+              s.reply_store_error(ref, r.error());
+            }
+            return;
+          }
+          s.send_json(protocol::encode_joined(ref, room, r->last_seq));
+          s.add_room(room, r->last_seq, r->last_seq, false);
+          if (r->newly_joined) {
+            s.node_.publish_user_event(
+                {UserEvent::Kind::joined, s.user_, room, r->last_seq, {}, {}, {}});
+          }
+        });
+      });
 }
 
 void WsSession::handle_leave(const std::optional<std::string>& ref, protocol::LeaveReq req) {
-  node_.store().leave_room(req.room, user_, [self = shared_from_this(), ref,
-                                            room = req.room](Result<Ok> r) {
-    self->post_self([ref, room, ok = r.has_value(), ec = r ? std::error_code{} : r.error()](WsSession& s) {
-      if (!ok) {
-        if (ec == store::StoreErrc::not_found) {
-          s.send_error(ref, ErrorCode::not_found, "no room " + room);
-        } else {
-          s.reply_store_error(ref, ec);
-        }
-        return;
-      }
-      s.send_json(protocol::encode_left(ref, room));
-      s.remove_room(room);
-      s.node_.publish_user_event({UserEvent::Kind::left, s.user_, room, 0, {}, {}, {}});
-    });
-  });
+  node_.store().leave_room(
+      req.room, user_, [self = shared_from_this(), ref, room = req.room](Result<Ok> r) {
+        self->post_self(
+            [ref, room, ok = r.has_value(), ec = r ? std::error_code{} : r.error()](WsSession& s) {
+              if (!ok) {
+                if (ec == store::StoreErrc::not_found) {
+                  s.send_error(ref, ErrorCode::not_found, "no room " + room);
+                } else {
+                  s.reply_store_error(ref, ec);
+                }
+                return;
+              }
+              s.send_json(protocol::encode_left(ref, room));
+              s.remove_room(room);
+              s.node_.publish_user_event({UserEvent::Kind::left, s.user_, room, 0, {}, {}, {}});
+            });
+      });
 }
 
 void WsSession::handle_invite(const std::optional<std::string>& ref, protocol::InviteReq req) {
   if (!require_member(ref, req.room)) return;
-  node_.store().invite(req.room, user_, req.user, [self = shared_from_this(), ref, room = req.room,
-                                                  invitee = req.user](Result<Ok> r) {
-    self->post_self([ref, room, invitee, ok = r.has_value(),
-                     ec = r ? std::error_code{} : r.error()](WsSession& s) {
-      if (!ok) {
-        if (ec == store::StoreErrc::not_found) {
-          s.send_error(ref, ErrorCode::not_found, "no user " + invitee + " or no room " + room);
-        } else {
-          s.reply_store_error(ref, ec);
-        }
-        return;
-      }
-      s.send_json(protocol::encode_invited(ref, room, invitee));
-      s.node_.publish_user_event({UserEvent::Kind::invitation, invitee, room, 0, s.user_, {}, {}});
-    });
-  });
+  node_.store().invite(
+      req.room, user_, req.user,
+      [self = shared_from_this(), ref, room = req.room, invitee = req.user](Result<Ok> r) {
+        self->post_self([ref, room, invitee, ok = r.has_value(),
+                         ec = r ? std::error_code{} : r.error()](WsSession& s) {
+          if (!ok) {
+            if (ec == store::StoreErrc::not_found) {
+              s.send_error(ref, ErrorCode::not_found, "no user " + invitee + " or no room " + room);
+            } else {
+              s.reply_store_error(ref, ec);
+            }
+            return;
+          }
+          s.send_json(protocol::encode_invited(ref, room, invitee));
+          s.node_.publish_user_event(
+              {UserEvent::Kind::invitation, invitee, room, 0, s.user_, {}, {}});
+        });
+      });
 }
 
 void WsSession::handle_dm(const std::optional<std::string>& ref, protocol::DmReq req) {
@@ -884,23 +895,26 @@ void WsSession::handle_dm(const std::optional<std::string>& ref, protocol::DmReq
     return;
   }
   std::string room = core::dm_room_name(user_, req.user);
-  node_.store().open_dm(room, user_, req.user, [self = shared_from_this(), ref, room,
-                                               other = req.user](Result<store::JoinResult> r) {
-    self->post_self([ref, room, other, r = std::move(r)](WsSession& s) {
-      if (!r) {
-        if (r.error() == store::StoreErrc::not_found) {
-          s.send_error(ref, ErrorCode::not_found, "no user " + other);
-        } else {
-          s.reply_store_error(ref, r.error());
-        }
-        return;
-      }
-      s.send_json(protocol::encode_joined(ref, room, r->last_seq));
-      s.add_room(room, r->last_seq, r->last_seq, false);
-      s.node_.publish_user_event({UserEvent::Kind::joined, s.user_, room, r->last_seq, {}, {}, {}});
-      s.node_.publish_user_event({UserEvent::Kind::joined, other, room, r->last_seq, {}, {}, {}});
-    });
-  });
+  node_.store().open_dm(
+      room, user_, req.user,
+      [self = shared_from_this(), ref, room, other = req.user](Result<store::JoinResult> r) {
+        self->post_self([ref, room, other, r = std::move(r)](WsSession& s) {
+          if (!r) {
+            if (r.error() == store::StoreErrc::not_found) {
+              s.send_error(ref, ErrorCode::not_found, "no user " + other);
+            } else {
+              s.reply_store_error(ref, r.error());
+            }
+            return;
+          }
+          s.send_json(protocol::encode_joined(ref, room, r->last_seq));
+          s.add_room(room, r->last_seq, r->last_seq, false);
+          s.node_.publish_user_event(
+              {UserEvent::Kind::joined, s.user_, room, r->last_seq, {}, {}, {}});
+          s.node_.publish_user_event(
+              {UserEvent::Kind::joined, other, room, r->last_seq, {}, {}, {}});
+        });
+      });
 }
 
 void WsSession::handle_typing(const std::optional<std::string>& ref, protocol::TypingReq req) {
@@ -915,15 +929,16 @@ void WsSession::handle_typing(const std::optional<std::string>& ref, protocol::T
 
 void WsSession::handle_read(const std::optional<std::string>& ref, protocol::ReadReq req) {
   if (!require_member(ref, req.room)) return;
-  node_.store().set_read(req.room, user_, req.seq, [self = shared_from_this(), ref,
-                                                   room = req.room](Result<std::uint64_t> r) {
-    if (r) {
-      self->node_.publish_user_event(
-          {UserEvent::Kind::read, self->user_, room, *r, {}, {}, self->session_id_});
-      return;
-    }
-    self->post_self([ref, ec = r.error()](WsSession& s) { s.reply_store_error(ref, ec); });
-  });
+  node_.store().set_read(
+      req.room, user_, req.seq,
+      [self = shared_from_this(), ref, room = req.room](Result<std::uint64_t> r) {
+        if (r) {
+          self->node_.publish_user_event(
+              {UserEvent::Kind::read, self->user_, room, *r, {}, {}, self->session_id_});
+          return;
+        }
+        self->post_self([ref, ec = r.error()](WsSession& s) { s.reply_store_error(ref, ec); });
+      });
 }
 
 void WsSession::handle_watch(const std::optional<std::string>& ref, protocol::WatchReq req) {

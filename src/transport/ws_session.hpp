@@ -107,7 +107,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   // Reads the room's messages after the session's point, up to `up_to`, from the cache or the
   // store, and hands them to on_gap_fetched.
   void fetch_gap(const std::string& room, std::uint64_t up_to = UINT64_MAX);
-  void on_gap_fetched(const std::string& room, std::vector<std::shared_ptr<const std::string>> frames,
+  void on_gap_fetched(const std::string& room,
+                      std::vector<std::shared_ptr<const std::string>> frames,
                       std::vector<std::uint64_t> seqs, bool complete);
   void maybe_synced();
   // Runs `fn` on this session's shard thread, keeping the session alive until then.
@@ -166,7 +167,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   WriteQueue queue_;
   std::size_t queued_bytes_ = 0;  // all queued frames
   std::size_t live_bytes_ = 0;    // queued frames other than replay: held to the limit
-  std::size_t in_flight_ = 0;  // frames at the head of queue_ being written
+  std::size_t in_flight_ = 0;     // frames at the head of queue_ being written
   bool flush_posted_ = false;
   bool close_queued_ = false;
   bool socket_closed_ = false;

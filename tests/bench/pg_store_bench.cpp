@@ -70,7 +70,8 @@ class Window {
 // Runs one admin statement; the benchmark cannot run without its schema, so failures throw.
 void admin(const std::string& url, const std::string& sql) {
   PGconn* c = PQconnectdb(url.c_str());
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
   PGresult* r = PQexec(c, sql.c_str());
   const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
   std::string e = PQerrorMessage(c);
@@ -141,8 +142,7 @@ void BM_Append(benchmark::State& state) {
     const int r = static_cast<int>(n % f.rooms);
     auto& db = *f.dbs[static_cast<std::size_t>(n) % f.dbs.size()];
     window.acquire();
-    db.append({numbered("room", r), numbered("user", r), numbered("m", n),
-               body},
+    db.append({numbered("room", r), numbered("user", r), numbered("m", n), body},
               [&](Result<store::AppendResult> res) {
                 if (!res.has_value()) ++errors;
                 window.release();

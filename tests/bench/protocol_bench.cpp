@@ -27,7 +27,8 @@ BENCHMARK(BM_DecodeSend);
 
 void BM_EncodeMessage(benchmark::State& state) {
   const std::string body(static_cast<std::size_t>(state.range(0)), 'x');
-  const MessageView m{"general", 123456, "alice", body, 1700000000123, "7f3c2a9e-5b1d-4e8f-9a6b-0c2d4e6f8a1b"};
+  const MessageView m{"general", 123456,        "alice",
+                      body,      1700000000123, "7f3c2a9e-5b1d-4e8f-9a6b-0c2d4e6f8a1b"};
   for (auto _ : state) {
     std::string out = encode_message(m);
     benchmark::DoNotOptimize(out);
@@ -37,7 +38,9 @@ BENCHMARK(BM_EncodeMessage)->Arg(60)->Arg(1000)->Arg(4000);
 
 // A body that needs escaping: quotes, newlines and non-ASCII text.
 void BM_EncodeMessageEscaped(benchmark::State& state) {
-  const std::string body = "She said \"ship it\"\nand we did. Caf\xC3\xA9 \xE2\x82\xAC" "5 \xF0\x9F\x9A\x80";
+  const std::string body =
+      "She said \"ship it\"\nand we did. Caf\xC3\xA9 \xE2\x82\xAC"
+      "5 \xF0\x9F\x9A\x80";
   const MessageView m{"general", 123456, "alice", body, 1700000000123, "c-1"};
   for (auto _ : state) {
     std::string out = encode_message(m);
@@ -61,9 +64,8 @@ BENCHMARK(BM_FrameHeader);
 
 // Parsing (unmasking and validating) one 100-byte masked client text frame.
 void BM_ParseMaskedFrame(benchmark::State& state) {
-  const std::string frame =
-      ws::make_client_frame(ws::Opcode::text, std::string(static_cast<std::size_t>(state.range(0)), 'p'),
-                            0x37FA213DU);
+  const std::string frame = ws::make_client_frame(
+      ws::Opcode::text, std::string(static_cast<std::size_t>(state.range(0)), 'p'), 0x37FA213DU);
   std::vector<ws::FrameEvent> events;
   events.reserve(4);
   for (auto _ : state) {

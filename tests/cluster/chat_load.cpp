@@ -22,7 +22,10 @@ constexpr std::size_t kMaxEvents = 300;
 class ChatLoad::Client {
  public:
   Client(const LoadOptions& options, LoadUser user, std::size_t index, steady::time_point t0)
-      : options_(options), user_(std::move(user)), index_(index), t0_(t0),
+      : options_(options),
+        user_(std::move(user)),
+        index_(index),
+        t0_(t0),
         rng_(std::random_device{}() + static_cast<unsigned>(index)) {
     report_.user = user_.name;
     for (const auto& r : options_.rooms) {
@@ -154,8 +157,8 @@ class ChatLoad::Client {
       rec.close_code = code;
       rec.close_reason = reason;
       event("connection " + std::to_string(conn) + " on " +
-            (rec.node.empty() ? std::string("?") : rec.node) + " ended: " +
-            std::to_string(code) + " " + reason);
+            (rec.node.empty() ? std::string("?") : rec.node) + " ended: " + std::to_string(code) +
+            " " + reason);
       node_.clear();
       return welcomed_;
     };
@@ -223,8 +226,9 @@ class ChatLoad::Client {
     if (!welcomed_) return out;
     const auto now = steady::now();
     for (auto& [id, p] : outbox_) {
-      const bool due = p.conn != conn || (p.retry_at != steady::time_point::max() && now >= p.retry_at) ||
-                       (p.retry_at == steady::time_point::max() && now - p.sent_at >= options_.resend_after);
+      const bool due =
+          p.conn != conn || (p.retry_at != steady::time_point::max() && now >= p.retry_at) ||
+          (p.retry_at == steady::time_point::max() && now - p.sent_at >= options_.resend_after);
       if (!due) continue;
       out.push_back(send_frame(p, conn, now));
     }
@@ -361,7 +365,8 @@ class ChatLoad::Client {
 
 // ---------------------------------------------------------------------------------------------
 
-ChatLoad::ChatLoad(LoadOptions options, std::vector<LoadUser> users) : options_(std::move(options)) {
+ChatLoad::ChatLoad(LoadOptions options, std::vector<LoadUser> users)
+    : options_(std::move(options)) {
   if (options_.endpoints.empty()) throw std::invalid_argument("ChatLoad: no endpoints");
   if (options_.rooms.empty()) throw std::invalid_argument("ChatLoad: no rooms");
   if (!users.empty()) token_ = users.front().token;
@@ -371,7 +376,9 @@ ChatLoad::ChatLoad(LoadOptions options, std::vector<LoadUser> users) : options_(
   }
 }
 
-ChatLoad::~ChatLoad() { stop(); }
+ChatLoad::~ChatLoad() {
+  stop();
+}
 
 void ChatLoad::start() {
   for (auto& c : clients_) c->start();
@@ -433,8 +440,8 @@ bool ChatLoad::wait_quiet(const client::Endpoint& at, std::chrono::milliseconds 
         auto cur = c->cursors();
         for (const auto& room : options_.rooms) {
           if (cur[room] < last[room]) {
-            why = c->user() + " has " + room + " up to seq " + std::to_string(cur[room]) +
-                  " of " + std::to_string(last[room]) + " (connected to " +
+            why = c->user() + " has " + room + " up to seq " + std::to_string(cur[room]) + " of " +
+                  std::to_string(last[room]) + " (connected to " +
                   (c->current_node().empty() ? std::string("no node") : c->current_node()) + ")";
             break;
           }
@@ -549,17 +556,18 @@ CheckResult check(const std::vector<ClientReport>& reports,
       for (const auto& m : stream) {
         if (m.seq != expect) {
           ++r.out_of_order;  // cannot happen: a client applies only cursor + 1
-          note(c.user + ": stream of " + room + " has seq " + std::to_string(m.seq) +
-               " where " + std::to_string(expect) + " was expected");
+          note(c.user + ": stream of " + room + " has seq " + std::to_string(m.seq) + " where " +
+               std::to_string(expect) + " was expected");
         }
         expect = m.seq + 1;
         auto s = st.find(m.seq);
-        if (s == st.end() || s->second.from != m.from || s->second.client_msg_id != m.client_msg_id ||
-            s->second.body != m.body) {
+        if (s == st.end() || s->second.from != m.from ||
+            s->second.client_msg_id != m.client_msg_id || s->second.body != m.body) {
           ++r.out_of_order;
           note(c.user + " received " + m.from + "/" + m.client_msg_id + " as " + room + " seq " +
                std::to_string(m.seq) + " but the store has " +
-               (s == st.end() ? std::string("nothing") : s->second.from + "/" + s->second.client_msg_id) +
+               (s == st.end() ? std::string("nothing")
+                              : s->second.from + "/" + s->second.client_msg_id) +
                " there");
         }
       }

@@ -94,7 +94,7 @@ struct ClientReport {
   std::uint64_t unavailable = 0;
   std::uint64_t rate_limited = 0;
   std::uint64_t connect_failures = 0;
-  std::size_t outbox = 0;  // still unacknowledged
+  std::size_t outbox = 0;           // still unacknowledged
   std::vector<std::string> events;  // a short log (connections, closes, violations) for reports
 };
 
@@ -112,14 +112,14 @@ struct CheckResult {
   // Gaps in a connection's stream, holes in the store's seqs, and streams that disagree with
   // the store at a seq.
   std::uint64_t out_of_order = 0;
-  std::uint64_t unacked = 0;       // generated messages never acknowledged
-  std::uint64_t undelivered = 0;   // store messages some member never received
-  std::uint64_t errors = 0;        // unexpected error frames
-  std::string details;             // the first problems found, one per line
+  std::uint64_t unacked = 0;      // generated messages never acknowledged
+  std::uint64_t undelivered = 0;  // store messages some member never received
+  std::uint64_t errors = 0;       // unexpected error frames
+  std::string details;            // the first problems found, one per line
 
   bool ok() const {
-    return lost == 0 && duplicates == 0 && out_of_order == 0 && unacked == 0 &&
-           undelivered == 0 && errors == 0;
+    return lost == 0 && duplicates == 0 && out_of_order == 0 && unacked == 0 && undelivered == 0 &&
+           errors == 0;
   }
   std::string summary() const;
 };
@@ -143,8 +143,7 @@ class ChatLoad {
   bool wait_more_acks(std::uint64_t acks, std::chrono::milliseconds timeout);
   // After stop_sending(): waits until every outbox is empty and every client's cursor of every
   // room reached the room's last_seq (read over HTTP from `at`). `why` says what is missing.
-  bool wait_quiet(const client::Endpoint& at, std::chrono::milliseconds timeout,
-                  std::string& why);
+  bool wait_quiet(const client::Endpoint& at, std::chrono::milliseconds timeout, std::string& why);
 
   std::size_t size() const { return clients_.size(); }
   // The node each client is connected to now ("" when it is not).

@@ -90,10 +90,10 @@ class Peer {
     while (out.size() < n) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      out.push_back(wait_for(
-          [&](const json& j) { return test::is_message(j, room); },
-          std::max(left, std::chrono::milliseconds(1)),
-          std::to_string(n) + " messages of " + room + " (had " + std::to_string(out.size()) + ")"));
+      out.push_back(wait_for([&](const json& j) { return test::is_message(j, room); },
+                             std::max(left, std::chrono::milliseconds(1)),
+                             std::to_string(n) + " messages of " + room + " (had " +
+                                 std::to_string(out.size()) + ")"));
     }
     return out;
   }
@@ -131,8 +131,7 @@ class ClusterTest : public ::testing::Test {
     if (!HasFailure()) return;
     if (cluster_) std::cerr << cluster_->logs(100);
     if (haproxy_) {
-      std::cerr << "----- end of haproxy log (" << haproxy_->config_path().string()
-                << ") -----\n"
+      std::cerr << "----- end of haproxy log (" << haproxy_->config_path().string() << ") -----\n"
                 << haproxy_->log_tail(40) << "----- end of log -----\n";
     }
   }
@@ -197,8 +196,7 @@ class ClusterTest : public ::testing::Test {
     for (const auto& room : rooms) history[room] = room_history(read_at, users.front().token, room);
     auto result = check(reports, history);
     std::cout << describe_run(reports) << "\n" << result.summary() << std::endl;
-    EXPECT_TRUE(quiet) << "the clients did not catch up within 60 s after sending stopped: "
-                       << why;
+    EXPECT_TRUE(quiet) << "the clients did not catch up within 60 s after sending stopped: " << why;
     EXPECT_EQ(result.lost, 0u) << result.summary();
     EXPECT_EQ(result.duplicates, 0u) << result.summary();
     EXPECT_EQ(result.out_of_order, 0u) << result.summary();

@@ -220,13 +220,14 @@ Cluster::Cluster(ClusterOptions options) {
   const auto bus = test::bus_args(*db_);
   const std::string base = test::unique_name("node");
   for (int i = 0; i < options.nodes; ++i) {
-    std::vector<std::string> args = {
-        "--store", db_->url(), "--node-id", base + "-" + std::to_string(i + 1),
-        // Load tests send far above the default per-user rate.
-        "--send-rate", "100000", "--send-burst", "100000",
-        // Registration is not under test: cheap hashes, and no limit on the one loopback address
-        // every client registers from.
-        "--register-burst-per-ip", "0", "--argon2-opslimit", "1", "--argon2-memlimit-kib", "1024", "--drain-window-ms", "1000"};
+    std::vector<std::string> args = {"--store", db_->url(), "--node-id",
+                                     base + "-" + std::to_string(i + 1),
+                                     // Load tests send far above the default per-user rate.
+                                     "--send-rate", "100000", "--send-burst", "100000",
+                                     // Registration is not under test: cheap hashes, and no limit
+                                     // on the one loopback address every client registers from.
+                                     "--register-burst-per-ip", "0", "--argon2-opslimit", "1",
+                                     "--argon2-memlimit-kib", "1024", "--drain-window-ms", "1000"};
     args.insert(args.end(), bus.begin(), bus.end());
     args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
     nodes_.push_back(std::make_unique<ServerProcess>(std::move(args)));

@@ -40,11 +40,12 @@ void chat_round(std::vector<std::unique_ptr<Peer>>& peers, const std::string& ro
   };
   for (std::size_t k = 0; k < per_peer; ++k) {
     for (std::size_t i = 0; i < peers.size(); ++i) {
-      peers[i]->ws().send_json({{"type", "send"},
-                                {"ref", "s" + std::to_string(k)},
-                                {"room", room},
-                                {"client_msg_id", id_of(*peers[i], k)},
-                                {"body", "hello " + std::to_string(k) + " from " + peers[i]->user()}});
+      peers[i]->ws().send_json(
+          {{"type", "send"},
+           {"ref", "s" + std::to_string(k)},
+           {"room", room},
+           {"client_msg_id", id_of(*peers[i], k)},
+           {"body", "hello " + std::to_string(k) + " from " + peers[i]->user()}});
     }
   }
   const std::size_t total = per_peer * peers.size();
@@ -72,8 +73,8 @@ void chat_round(std::vector<std::unique_ptr<Peer>>& peers, const std::string& ro
     }
   }
   auto history = room_history(read_at, token, room);
-  std::vector<json> tail(history.end() - static_cast<std::ptrdiff_t>(std::min(total, history.size())),
-                         history.end());
+  std::vector<json> tail(
+      history.end() - static_cast<std::ptrdiff_t>(std::min(total, history.size())), history.end());
   EXPECT_EQ(fingerprint(tail), fingerprint(seen[0])) << "the store must hold what was delivered";
 }
 
@@ -217,7 +218,9 @@ INSTANTIATE_TEST_SUITE_P(Balance, ClusterHaproxy,
 json next_presence(Peer& p, const std::string& user, std::chrono::milliseconds timeout,
                    const std::string& step) {
   return p.wait_for(
-      [&](const json& j) { return j.value("type", "") == "presence" && j.value("user", "") == user; },
+      [&](const json& j) {
+        return j.value("type", "") == "presence" && j.value("user", "") == user;
+      },
       timeout, "a presence frame about " + user + " (" + step + ")");
 }
 
@@ -236,25 +239,30 @@ TEST_F(ClusterPresence, PresenceCrossesNodesAndADeadNodesUsersGoOffline) {
 
   Peer w(a, wtoken, watcher);
   w.ws().send_json({{"type", "watch"}, {"users", {watched}}});
-  EXPECT_EQ(next_presence(w, watched, 5s, "watch: the initial status").value("status", ""), "offline");
+  EXPECT_EQ(next_presence(w, watched, 5s, "watch: the initial status").value("status", ""),
+            "offline");
 
   // Online while a session on node B is open, offline when it closes.
   auto p = std::make_unique<Peer>(b, ptoken, watched);
   ASSERT_EQ(p->node(), c.node(1).node_id());
-  EXPECT_EQ(next_presence(w, watched, 5s, "first session on node B opened").value("status", ""), "online");
+  EXPECT_EQ(next_presence(w, watched, 5s, "first session on node B opened").value("status", ""),
+            "online");
   p->ws().close();
   p.reset();
-  EXPECT_EQ(next_presence(w, watched, 5s, "first session on node B closed").value("status", ""), "offline");
+  EXPECT_EQ(next_presence(w, watched, 5s, "first session on node B closed").value("status", ""),
+            "offline");
 
   // Online again on B; then B dies without a word.
   p = std::make_unique<Peer>(b, ptoken, watched);
-  EXPECT_EQ(next_presence(w, watched, 5s, "second session on node B opened").value("status", ""), "online");
+  EXPECT_EQ(next_presence(w, watched, 5s, "second session on node B opened").value("status", ""),
+            "online");
   // Heartbeats keep a live node's users online: nothing changes for longer than the timeout.
   try {
-    auto stray = next_presence(w, watched, std::chrono::milliseconds(kNodeTimeoutMs + 2 * kHeartbeatMs),
-                               "while node B is alive");
-    ADD_FAILURE() << "presence changed while node B was alive and its session open: " << stray.dump()
-                  << " (node A took B for dead: are heartbeats still sent?)";
+    auto stray =
+        next_presence(w, watched, std::chrono::milliseconds(kNodeTimeoutMs + 2 * kHeartbeatMs),
+                      "while node B is alive");
+    ADD_FAILURE() << "presence changed while node B was alive and its session open: "
+                  << stray.dump() << " (node A took B for dead: are heartbeats still sent?)";
   } catch (const std::runtime_error&) {
     // Timed out: no change, as it should be.
   }
@@ -263,7 +271,8 @@ TEST_F(ClusterPresence, PresenceCrossesNodesAndADeadNodesUsersGoOffline) {
   // operations.md: a node silent for --node-timeout-ms is taken for dead and its users go
   // offline on every node. Silence starts at the kill at the latest; the survivors look for
   // silent peers on each heartbeat tick, so the bound is node timeout + one heartbeat interval.
-  auto off = next_presence(w, watched, std::chrono::milliseconds(kNodeTimeoutMs + kHeartbeatMs + 3000), "node B killed");
+  auto off = next_presence(
+      w, watched, std::chrono::milliseconds(kNodeTimeoutMs + kHeartbeatMs + 3000), "node B killed");
   const auto took = ms_since(killed_at);
   EXPECT_EQ(off.value("status", ""), "offline");
   std::cout << "offline " << took << " ms after kill -9 of the user's node (node timeout "
@@ -286,8 +295,8 @@ TEST_F(ClusterPresence, LogoutOnOneNodeClosesTheTokensSocketsOnEveryNodeWithin1s
   const auto other_token =
       client::login(client::HttpClient(b, 10s), name, "pw-" + name + "-secret").token;
 
-  Peer on_b(b, token, name);         // the token's socket on node B
-  Peer on_a(a, token, name);         // and one on node A
+  Peer on_b(b, token, name);              // the token's socket on node B
+  Peer on_a(a, token, name);              // and one on node A
   Peer other_on_b(b, other_token, name);  // another token of the same user
   ASSERT_EQ(on_b.node(), c.node(1).node_id());
   // Both nodes have the token cached from the auths above: the logout must reach B's cache.

@@ -61,8 +61,7 @@ TEST_F(ClusterFault, Kill9OfOneNodeLosesNothing) {
   const auto killed_at = steady::now();
 
   // Everyone, the victim's clients included, keeps chatting.
-  EXPECT_TRUE(load.wait_more_acks(10, 60s))
-      << "some clients made no progress after the kill";
+  EXPECT_TRUE(load.wait_more_acks(10, 60s)) << "some clients made no progress after the kill";
   EXPECT_TRUE(h.wait_server(victim, "DOWN", 10s)) << "HAProxy did not mark the dead node DOWN";
   EXPECT_TRUE(load.wait_more_acks(5, 60s));
   std::cout << on_victim.size() << " of " << kClients << " clients were on " << victim
@@ -160,8 +159,8 @@ TEST_F(ClusterFault, RabbitmqRestartLosesNothingAndRepairsGaps) {
 
   finish_and_check(load, endpoint_of(c.node(0)), users, rooms);
   const double repairs_after = sum_metric(c, "parley_gap_repairs_total");
-  std::cout << "parley_gap_repairs_total (all nodes): " << repairs_before << " -> "
-            << repairs_after << std::endl;
+  std::cout << "parley_gap_repairs_total (all nodes): " << repairs_before << " -> " << repairs_after
+            << std::endl;
   EXPECT_GT(repairs_after, repairs_before)
       << "messages committed while the bus was down must reach the other nodes' clients by gap "
          "repair from the store";
@@ -221,8 +220,8 @@ TEST_F(ClusterFault, PostgresqlStopAnswersUnavailableAndRetriesSucceed) {
       << load.total_unavailable() << ")";
   while (ms_since(stopped_at) < 3000) std::this_thread::sleep_for(50ms);
   const auto acked_while_down = load.total_acked();
-  std::cout << "PostgreSQL down for " << ms_since(stopped_at) << " ms; "
-            << load.total_unavailable() << " unavailable answers" << std::endl;
+  std::cout << "PostgreSQL down for " << ms_since(stopped_at) << " ms; " << load.total_unavailable()
+            << " unavailable answers" << std::endl;
   ASSERT_TRUE(guard.start(why)) << "pg_ctl start failed: " << why;
   for (std::size_t i = 0; i < c.size(); ++i) {
     EXPECT_TRUE(wait_ready(c.node(i), 60s))
@@ -274,7 +273,8 @@ TEST_F(ClusterFault, RollingRestartWithSigtermLosesNothing) {
         << "HAProxy does not see " << node.node_id() << " UP again";
     std::cout << node.node_id() << ": " << had[n].size() << " clients, drained and exited in "
               << drained_ms << " ms, back UP after " << ms_since(t0) << " ms" << std::endl;
-    EXPECT_TRUE(load.wait_more_acks(3, 60s)) << "clients stalled after restarting " << node.node_id();
+    EXPECT_TRUE(load.wait_more_acks(3, 60s))
+        << "clients stalled after restarting " << node.node_id();
   }
 
   auto reports = finish_and_check(load, endpoint_of(c.node(0)), users, rooms);

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <cstdio>
@@ -13,8 +15,6 @@
 #include <fstream>
 #include <future>
 #include <memory>
-#include <sodium.h>
-#include <spdlog/spdlog.h>
 
 #include "bus/inproc/inproc_bus.hpp"
 #include "fuzz_check.hpp"
@@ -150,10 +150,13 @@ World* make_world() {
   return w;
 }
 
-void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void set_nonblocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 void replace_all(std::string& s, std::string_view from, std::string_view to) {
-  for (std::size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+  for (std::size_t pos = s.find(from); pos != std::string::npos;
+       pos = s.find(from, pos + to.size())) {
     s.replace(pos, from.size(), to);
   }
 }
@@ -246,8 +249,8 @@ void check_server_json(std::string_view text, bool is_frame) {
   FUZZ_CHECK(protocol::ws::is_valid_utf8(text), "the server wrote invalid UTF-8");
   rapidjson::Document d;
   d.Parse(text.data(), text.size());
-  FUZZ_CHECK(!d.HasParseError() && d.IsObject(), "the server wrote something not a JSON object: " +
-                                                      std::string(text.substr(0, 300)));
+  FUZZ_CHECK(!d.HasParseError() && d.IsObject(),
+             "the server wrote something not a JSON object: " + std::string(text.substr(0, 300)));
   const rapidjson::Value* err = nullptr;
   if (is_frame) {
     auto t = d.FindMember("type");
@@ -263,13 +266,14 @@ void check_server_json(std::string_view text, bool is_frame) {
     FUZZ_CHECK(c != err->MemberEnd() && c->value.IsString(), "an error without a code");
     FUZZ_CHECK(m != err->MemberEnd() && m->value.IsString(), "an error without a message");
     const std::string_view code = c->value.GetString();
-    static constexpr std::string_view known[] = {"bad_request", "unauthorized", "forbidden",
-                                                 "not_found",   "conflict",     "too_large",
+    static constexpr std::string_view known[] = {"bad_request",  "unauthorized", "forbidden",
+                                                 "not_found",    "conflict",     "too_large",
                                                  "rate_limited", "unavailable"};
     bool ok = false;
     for (auto k : known) ok = ok || k == code;
-    FUZZ_CHECK(ok, "error code \"" + std::string(code) + "\" (an internal error is a server bug): " +
-                       std::string(text.substr(0, 300)));
+    FUZZ_CHECK(ok,
+               "error code \"" + std::string(code) +
+                   "\" (an internal error is a server bug): " + std::string(text.substr(0, 300)));
   }
 }
 

@@ -36,7 +36,7 @@ std::string substitute(std::string_view input);
 void restore_tokens();
 
 struct Exchange {
-  std::string output;        // every byte the server wrote, in order
+  std::string output;          // every byte the server wrote, in order
   bool server_closed = false;  // the server closed (or shut down) its side
 };
 

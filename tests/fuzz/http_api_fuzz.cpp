@@ -13,7 +13,8 @@
 //  * the server answers with well-formed HTTP/1.1 responses: a known status, Content-Length
 //    matching the body, JSON bodies that parse, every error body {"error":{"code","message"}}
 //    with a known code, and never 500 (an internal error is a server bug); a 413 and a
-//    malformed request close the connection; after a 101 the bytes are valid server WebSocket frames;
+//    malformed request close the connection; after a 101 the bytes are valid server WebSocket
+//    frames;
 //  * url_decode: a result is never longer than its input, fails exactly on a '%' not followed
 //    by two hex digits, and decoding a percent-encoding of its result gives the result back.
 
@@ -39,7 +40,9 @@ using parley::transport::HttpSession;
 
 namespace {
 
-bool is_hex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+bool is_hex(char c) {
+  return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+}
 
 void check_url_decode(std::string_view s) {
   bool well_formed = true;
@@ -57,7 +60,8 @@ void check_url_decode(std::string_view s) {
     }
   }
   auto r = parley::transport::url_decode(s);
-  FUZZ_CHECK(r.has_value() == well_formed, "url_decode " + std::string(well_formed ? "refused" : "accepted") +
+  FUZZ_CHECK(r.has_value() == well_formed, "url_decode " +
+                                               std::string(well_formed ? "refused" : "accepted") +
                                                " \"" + std::string(s.substr(0, 100)) + "\"");
   if (!r) return;
   FUZZ_CHECK(r->size() <= s.size(), "url_decode grew its input");
@@ -79,20 +83,23 @@ void check_http_output(std::string_view out, bool head_requests) {
     const std::size_t end = out.find("\r\n\r\n", pos);
     if (end == std::string_view::npos) return;  // cut short
     const std::string_view head = out.substr(pos, end - pos);
-    FUZZ_CHECK(head.rfind("HTTP/1.1 ", 0) == 0 && head.size() >= 12, "not an HTTP/1.1 status line: " +
-                                                                         std::string(head.substr(0, 80)));
+    FUZZ_CHECK(head.rfind("HTTP/1.1 ", 0) == 0 && head.size() >= 12,
+               "not an HTTP/1.1 status line: " + std::string(head.substr(0, 80)));
     const int status = std::stoi(std::string(head.substr(9, 3)));
-    static constexpr int known[] = {101, 200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 426, 429, 503};
+    static constexpr int known[] = {101, 200, 201, 204, 400, 401, 403,
+                                    404, 405, 409, 413, 426, 429, 503};
     bool ok = false;
     for (int k : known) ok = ok || k == status;
-    FUZZ_CHECK(ok, "HTTP status " + std::to_string(status) + ": " + std::string(out.substr(pos, 400)));
+    FUZZ_CHECK(ok,
+               "HTTP status " + std::to_string(status) + ": " + std::string(out.substr(pos, 400)));
     std::size_t content_length = 0;
     bool json = false;
     bool closes = false;
     std::size_t line = head.find("\r\n");
     while (line != std::string_view::npos) {
       const std::size_t next = head.find("\r\n", line + 2);
-      std::string h(head.substr(line + 2, next == std::string_view::npos ? std::string_view::npos : next - line - 2));
+      std::string h(head.substr(
+          line + 2, next == std::string_view::npos ? std::string_view::npos : next - line - 2));
       for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       if (h.rfind("content-length: ", 0) == 0) content_length = std::stoul(h.substr(16));
       if (h.rfind("content-type: application/json", 0) == 0) json = true;
@@ -117,7 +124,8 @@ void check_http_output(std::string_view out, bool head_requests) {
       FUZZ_CHECK(closes, "a malformed request that keeps the connection");
     }
     if (status >= 400) {
-      FUZZ_CHECK(json && body.find("\"error\"") != std::string_view::npos, "an error without an error body");
+      FUZZ_CHECK(json && body.find("\"error\"") != std::string_view::npos,
+                 "an error without an error body");
     }
     pos += content_length;
   }

@@ -36,7 +36,9 @@ Limits limits_for(std::uint8_t b) {
   return l;
 }
 
-std::string describe(const Envelope& e) { return encode_request(e); }
+std::string describe(const Envelope& e) {
+  return encode_request(e);
+}
 
 }  // namespace
 
@@ -55,7 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                "decode error code " + std::string(to_string(e.code)));
     if (e.ref) {
       FUZZ_CHECK(ws::is_valid_utf8(*e.ref), "an echoed ref is not UTF-8");
-      FUZZ_CHECK(parley::core::utf8_code_points(*e.ref) <= limits.max_ref, "an echoed ref over the limit");
+      FUZZ_CHECK(parley::core::utf8_code_points(*e.ref) <= limits.max_ref,
+                 "an echoed ref over the limit");
     }
     FUZZ_CHECK(again.error().message == e.message, "decoding is not deterministic (message)");
     return 0;
@@ -67,7 +70,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto round = decode_request(encoded, limits);
   FUZZ_CHECK(round.has_value(), "the encoding of a decoded request does not decode: " + encoded +
                                     " -> " + (round ? std::string() : round.error().message));
-  FUZZ_CHECK(*round == *first, "round trip changed the request: " + encoded + " vs " + describe(*round));
+  FUZZ_CHECK(*round == *first,
+             "round trip changed the request: " + encoded + " vs " + describe(*round));
   FUZZ_CHECK(encode_request(*round) == encoded, "encoding is not a fixed point: " + encoded);
   return 0;
 }

@@ -46,7 +46,8 @@ using store::StoredMessage;
 namespace {
 
 constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
-constexpr std::uint64_t kI64Max = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+constexpr std::uint64_t kI64Max =
+    static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
 constexpr std::size_t kMaxMessagesPerRoom = 3000;  // appends stop there: the DB stays small
 const char* const kRooms[] = {"empty", "small", "big", "nope"};  // "nope" does not exist
 const char* const kUsers[] = {"ann", "bob"};                     // bob is a member of "small" only
@@ -60,7 +61,7 @@ Result<T> wait(const std::function<void(Callback<T>)>& call) {
 }
 
 struct Model {
-  std::map<std::string, std::vector<StoredMessage>> rooms;  // index i holds seq i + 1
+  std::map<std::string, std::vector<StoredMessage>> rooms;            // index i holds seq i + 1
   std::map<std::pair<std::string, std::string>, std::uint64_t> read;  // (room, user) -> marker
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> ids;  // -> seq
   bool member(const std::string& room, const std::string& user) const {
@@ -108,7 +109,8 @@ void append_checked(World& w, const std::string& room, const std::string& user,
   if (auto it = m.ids.find(key); it != m.ids.end()) {
     FUZZ_CHECK(r.has_value() && r->duplicate, "a repeated client_msg_id was not a duplicate");
     const StoredMessage& orig = m.rooms[room][it->second - 1];
-    FUZZ_CHECK(same(r->message, orig), "a duplicate did not return the original: " + show(r->message));
+    FUZZ_CHECK(same(r->message, orig),
+               "a duplicate did not return the original: " + show(r->message));
     return;
   }
   if (!m.rooms.count(room)) {
@@ -122,7 +124,8 @@ void append_checked(World& w, const std::string& room, const std::string& user,
   FUZZ_CHECK(r.has_value(), "append failed: " + r.error().message());
   auto& msgs = m.rooms[room];
   FUZZ_CHECK(!r->duplicate && r->message.seq == msgs.size() + 1,
-             "append got seq " + std::to_string(r->message.seq) + ", expected " + std::to_string(msgs.size() + 1));
+             "append got seq " + std::to_string(r->message.seq) + ", expected " +
+                 std::to_string(msgs.size() + 1));
   FUZZ_CHECK(r->message.body == body && r->message.from == user && r->message.client_msg_id == id,
              "append returned other content");
   msgs.push_back(r->message);
@@ -176,10 +179,12 @@ World& world() {
     });
     FUZZ_CHECK(j.has_value(), "join_room");
     for (int i = 1; i <= 5; ++i) {
-      append_checked(*w, "small", i % 2 ? "ann" : "bob", "s" + std::to_string(i), "small " + std::to_string(i));
+      append_checked(*w, "small", i % 2 ? "ann" : "bob", "s" + std::to_string(i),
+                     "small " + std::to_string(i));
     }
     for (int i = 1; i <= 300; ++i) {
-      append_checked(*w, "big", "ann", "b" + std::to_string(i), std::string(i % 7 == 0 ? 1 : 20, 'b') + std::to_string(i));
+      append_checked(*w, "big", "ann", "b" + std::to_string(i),
+                     std::string(i % 7 == 0 ? 1 : 20, 'b') + std::to_string(i));
     }
     g_world = w;
     std::atexit(shutdown_world);
@@ -217,23 +222,33 @@ std::uint64_t cursor(Reader& r, std::uint64_t last) {
   const std::int64_t delta = static_cast<std::int8_t>(r.byte()) / 8;  // -16..15
   switch (sel % 8) {
     case 0:
-    case 1: return sel / 8;                                      // small
+    case 1:
+      return sel / 8;  // small
     case 2:
-    case 3: return delta < 0 && static_cast<std::uint64_t>(-delta) > last ? 0 : last + delta;
-    case 4: return kMax - static_cast<std::uint8_t>(delta + 16);  // near 2^64 - 1
-    case 5: return kI64Max + delta;                               // around 2^63 - 1
-    case 6: return (last / 2) + delta;
-    default: return r.u64();
+    case 3:
+      return delta < 0 && static_cast<std::uint64_t>(-delta) > last ? 0 : last + delta;
+    case 4:
+      return kMax - static_cast<std::uint8_t>(delta + 16);  // near 2^64 - 1
+    case 5:
+      return kI64Max + delta;  // around 2^63 - 1
+    case 6:
+      return (last / 2) + delta;
+    default:
+      return r.u64();
   }
 }
 
 std::uint32_t limit(Reader& r) {
   const std::uint8_t sel = r.byte();
   switch (sel % 4) {
-    case 0: return sel / 4;  // 0..63
-    case 1: return 200;
-    case 2: return 1 + sel;
-    default: return static_cast<std::uint32_t>(r.u64());
+    case 0:
+      return sel / 4;  // 0..63
+    case 1:
+      return 200;
+    case 2:
+      return 1 + sel;
+    default:
+      return static_cast<std::uint32_t>(r.u64());
   }
 }
 
@@ -250,10 +265,11 @@ std::vector<StoredMessage> model_range(const std::vector<StoredMessage>& msgs, s
 
 void expect_messages(const std::vector<StoredMessage>& got, const std::vector<StoredMessage>& want,
                      const std::string& what) {
-  FUZZ_CHECK(got.size() == want.size(), what + ": " + std::to_string(got.size()) + " messages, expected " +
-                                            std::to_string(want.size()));
+  FUZZ_CHECK(got.size() == want.size(), what + ": " + std::to_string(got.size()) +
+                                            " messages, expected " + std::to_string(want.size()));
   for (std::size_t i = 0; i < got.size(); ++i) {
-    FUZZ_CHECK(same(got[i], want[i]), what + ": got " + show(got[i]) + ", expected " + show(want[i]));
+    FUZZ_CHECK(same(got[i], want[i]),
+               what + ": got " + show(got[i]) + ", expected " + show(want[i]));
   }
 }
 
@@ -317,7 +333,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       case 2: {  // load_history: cache, then store, as the server serves history
         const std::uint64_t before = cursor(r, last);
-        const std::uint32_t lim = static_cast<std::uint32_t>(limit(r) % 1001);  // the server caps at 200
+        const std::uint32_t lim =
+            static_cast<std::uint32_t>(limit(r) % 1001);  // the server caps at 200
         auto got = wait<transport::HistoryJson>([&](Callback<transport::HistoryJson> cb) {
           transport::load_history(*w.node, room, before, lim, std::move(cb));
         });
@@ -334,11 +351,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::uint64_t below = std::min<std::uint64_t>(before - 1, last);
         const std::uint64_t n = std::min<std::uint64_t>(lim, below);
         const auto want = model_range(msgs, below - n, below, n);
-        FUZZ_CHECK(got->messages.size() == want.size(), what + ": " + std::to_string(got->messages.size()) +
-                                                            " messages, expected " + std::to_string(want.size()));
+        FUZZ_CHECK(got->messages.size() == want.size(),
+                   what + ": " + std::to_string(got->messages.size()) + " messages, expected " +
+                       std::to_string(want.size()));
         for (std::size_t i = 0; i < want.size(); ++i) {
-          FUZZ_CHECK(*got->messages[i] == frame_of(want[i]), what + ": message " + std::to_string(i) +
-                                                                 " is " + got->messages[i]->substr(0, 200));
+          FUZZ_CHECK(
+              *got->messages[i] == frame_of(want[i]),
+              what + ": message " + std::to_string(i) + " is " + got->messages[i]->substr(0, 200));
         }
         FUZZ_CHECK(got->has_more == (below > n), what + ": has_more is wrong");
         break;
@@ -352,7 +371,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           FUZZ_CHECK(exists || hit->empty(), what + " returned messages of an unknown room");
           auto want = model_range(msgs, after, kMax, lim);
           FUZZ_CHECK(hit->size() == want.size(), what + ": " + std::to_string(hit->size()) +
-                                                     " messages, expected " + std::to_string(want.size()));
+                                                     " messages, expected " +
+                                                     std::to_string(want.size()));
           for (std::size_t i = 0; i < want.size(); ++i) {
             FUZZ_CHECK((*hit)[i].seq == want[i].seq && *(*hit)[i].json == frame_of(want[i]), what);
           }
@@ -362,7 +382,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           FUZZ_CHECK(exists || hit->empty(), what + " returned messages of an unknown room");
           auto want = model_range(msgs, after, up_to, lim);
           FUZZ_CHECK(hit->size() == want.size(), what + ": " + std::to_string(hit->size()) +
-                                                     " messages, expected " + std::to_string(want.size()));
+                                                     " messages, expected " +
+                                                     std::to_string(want.size()));
           for (std::size_t i = 0; i < want.size(); ++i) {
             FUZZ_CHECK((*hit)[i].seq == want[i].seq && *(*hit)[i].json == frame_of(want[i]), what);
           }
@@ -371,9 +392,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       case 4: {  // set_read
         const std::uint64_t seq = cursor(r, last);
-        auto got = wait<std::uint64_t>([&](Callback<std::uint64_t> cb) {
-          w.store->set_read(room, user, seq, std::move(cb));
-        });
+        auto got = wait<std::uint64_t>(
+            [&](Callback<std::uint64_t> cb) { w.store->set_read(room, user, seq, std::move(cb)); });
         const std::string what = "set_read " + room + " " + user + " " + std::to_string(seq);
         if (!exists) {
           FUZZ_CHECK(!got && got.error() == store::StoreErrc::not_found, what);
@@ -385,7 +405,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         auto& marker = m.read[{room, user}];
         marker = std::max(marker, std::min(seq, last));
-        FUZZ_CHECK(got && *got == marker, what + ": got " + (got ? std::to_string(*got) : got.error().message()) +
+        FUZZ_CHECK(got && *got == marker, what + ": got " +
+                                              (got ? std::to_string(*got) : got.error().message()) +
                                               ", expected " + std::to_string(marker));
         break;
       }
@@ -397,24 +418,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       }
       case 6: {  // list_rooms
-        auto got = wait<std::vector<store::RoomSummary>>([&](Callback<std::vector<store::RoomSummary>> cb) {
-          w.store->list_rooms(user, std::move(cb));
-        });
+        auto got = wait<std::vector<store::RoomSummary>>(
+            [&](Callback<std::vector<store::RoomSummary>> cb) {
+              w.store->list_rooms(user, std::move(cb));
+            });
         FUZZ_CHECK(got.has_value(), "list_rooms");
         std::size_t expected = 0;
         for (const auto& [name, ms] : m.rooms) expected += m.member(name, user) ? 1 : 0;
-        FUZZ_CHECK(got->size() == expected, "list_rooms " + user + ": " + std::to_string(got->size()) + " rooms");
+        FUZZ_CHECK(got->size() == expected,
+                   "list_rooms " + user + ": " + std::to_string(got->size()) + " rooms");
         for (const auto& s : *got) {
-          FUZZ_CHECK(m.member(s.room, user), "list_rooms lists a room of which " + user + " is not a member");
+          FUZZ_CHECK(m.member(s.room, user),
+                     "list_rooms lists a room of which " + user + " is not a member");
           FUZZ_CHECK(s.last_seq == m.rooms[s.room].size(), "list_rooms last_seq of " + s.room);
           FUZZ_CHECK((s.read_seq == m.read[{s.room, user}]), "list_rooms read_seq of " + s.room);
         }
         break;
       }
       default: {  // room_info
-        auto got = wait<store::RoomSummary>([&](Callback<store::RoomSummary> cb) {
-          w.store->room_info(room, std::move(cb));
-        });
+        auto got = wait<store::RoomSummary>(
+            [&](Callback<store::RoomSummary> cb) { w.store->room_info(room, std::move(cb)); });
         if (!exists) {
           FUZZ_CHECK(!got && got.error() == store::StoreErrc::not_found, "room_info " + room);
         } else {

@@ -36,9 +36,12 @@ constexpr std::size_t kMaxKeptBack = 14 + 125;  // longest header + largest cont
 
 std::size_t limit_for(std::uint8_t b) {
   switch (b >> 5) {
-    case 0: return 64 * 1024;  // the server's default
-    case 1: return 0;
-    default: return static_cast<std::size_t>(b & 0x1F) * 13 + (b >> 5);
+    case 0:
+      return 64 * 1024;  // the server's default
+    case 1:
+      return 0;
+    default:
+      return static_cast<std::size_t>(b & 0x1F) * 13 + (b >> 5);
   }
 }
 
@@ -104,7 +107,8 @@ void check_events(const std::vector<ws::FrameEvent>& events, std::size_t limit) 
         break;
       case Kind::close:
         FUZZ_CHECK(last, "an event after a close");
-        FUZZ_CHECK(e.code == 1005 || valid_close_code(e.code), "close code " + std::to_string(e.code));
+        FUZZ_CHECK(e.code == 1005 || valid_close_code(e.code),
+                   "close code " + std::to_string(e.code));
         FUZZ_CHECK(e.data.size() <= 123 && ws::is_valid_utf8(e.data), "bad close reason");
         break;
       case Kind::error:
@@ -180,7 +184,8 @@ void generator_mode(std::string_view in, std::size_t limit, std::mt19937& rng) {
     // Fragment it at random byte offsets (code points may be split), pings in between.
     const std::size_t fragments = 1 + rng() % 4;
     std::vector<std::size_t> cuts;
-    for (std::size_t f = 1; f < fragments; ++f) cuts.push_back(msg.empty() ? 0 : rng() % (msg.size() + 1));
+    for (std::size_t f = 1; f < fragments; ++f)
+      cuts.push_back(msg.empty() ? 0 : rng() % (msg.size() + 1));
     std::sort(cuts.begin(), cuts.end());
     cuts.push_back(msg.size());
     std::size_t start = 0;
@@ -220,7 +225,8 @@ void generator_mode(std::string_view in, std::size_t limit, std::mt19937& rng) {
   const auto got = feed_in_pieces(stream, limit, rng);
   check_events(got, limit);
   FUZZ_CHECK(got.size() == expected.size(), "generator: got " + std::to_string(got.size()) +
-                                                " events, expected " + std::to_string(expected.size()));
+                                                " events, expected " +
+                                                std::to_string(expected.size()));
   for (std::size_t k = 0; k < got.size(); ++k) {
     FUZZ_CHECK(same(got[k], expected[k]), "generator: event " + std::to_string(k) + " is " +
                                               show(got[k]) + ", expected " + show(expected[k]));

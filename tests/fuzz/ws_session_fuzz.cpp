@@ -42,8 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto& node = parley::fuzz::node();
   const std::uint8_t flags = data[0];
   std::mt19937 rng(data[1]);
-  const std::string rest = parley::fuzz::substitute(
-      std::string_view(reinterpret_cast<const char*>(data) + 2, size - 2));
+  const std::string rest =
+      parley::fuzz::substitute(std::string_view(reinterpret_cast<const char*>(data) + 2, size - 2));
 
   std::string stream;
   if (flags & 1) {

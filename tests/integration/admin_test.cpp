@@ -132,7 +132,8 @@ TEST_F(Admin, AccountDeletionReachesEveryNode) {
   auto u = register_user(na, "del");
   ASSERT_EQ(nb.http().get("/api/v1/rooms", u.token).status, 200u);  // B caches the token
   Session on_b(nb, u);
-  auto res = na.http().request("DELETE", "/api/v1/users/me", json{{"password", u.password}}, u.token);
+  auto res =
+      na.http().request("DELETE", "/api/v1/users/me", json{{"password", u.password}}, u.token);
   ASSERT_EQ(res.status, 204u) << res.body;
   auto closed = on_b.wait_closed(5s);
   EXPECT_EQ(closed.kind, client::WsEvent::Kind::closed) << "B's socket stayed open";

@@ -164,9 +164,9 @@ TEST_F(Lifecycle, BadStartupArgumentsExitNonZeroWithAClearLine) {
   {
     auto [code, out] = run_shell("timeout 10 " + bin + " --help");
     EXPECT_EQ(code, 0) << out;
-    for (const char* flag : {"--listen", "--store", "--bus", "--bus-exchange", "--node-id", "--threads", "--web-root",
-                             "--config", "--send-rate", "--send-burst", "--max-frame-bytes",
-                             "--write-queue-bytes", "--auth-timeout-ms"}) {
+    for (const char* flag : {"--listen", "--store", "--bus", "--bus-exchange", "--node-id",
+                             "--threads", "--web-root", "--config", "--send-rate", "--send-burst",
+                             "--max-frame-bytes", "--write-queue-bytes", "--auth-timeout-ms"}) {
       EXPECT_NE(out.find(flag), std::string::npos) << "--help does not list " << flag;
     }
   }

@@ -27,8 +27,7 @@ TEST_F(Logs, JsonFormatWritesOneValidObjectPerLineAndNoSecrets) {
   auto http = s.http();
   // A failed login, a rejected token and a refused origin: each logged, none leaking secrets.
   const std::string wrong_password = "wrong \"pass\"\n word " + unique_name("p");
-  EXPECT_EQ(http.post("/api/v1/login", {{"username", u.name}, {"password", wrong_password}})
-                .status,
+  EXPECT_EQ(http.post("/api/v1/login", {{"username", u.name}, {"password", wrong_password}}).status,
             401);
   const std::string bad_token = "bogus-token-" + unique_name("t");
   {

@@ -412,8 +412,8 @@ TEST_F(Metrics, StoreLatencyHistogramShowsASlowStore) {
   // Lock the rooms table for 1.2 s: the next append waits for it.
   std::thread locker([&] {
     run_shell("psql -X -q '" + db.url() +
-            "' -c 'BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.2); "
-            "COMMIT;'");
+              "' -c 'BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.2); "
+              "COMMIT;'");
   });
   std::this_thread::sleep_for(300ms);
   const auto t0 = std::chrono::steady_clock::now();

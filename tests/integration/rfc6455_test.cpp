@@ -77,8 +77,8 @@ std::string close_payload(std::uint16_t code, std::string_view reason = {}) {
     return ::testing::AssertionFailure() << "expected close " << code << ", got " << c.describe();
   }
   if (!reason.empty() && c.reason != reason) {
-    return ::testing::AssertionFailure() << "expected close reason \"" << reason << "\", got "
-                                         << c.describe();
+    return ::testing::AssertionFailure()
+           << "expected close reason \"" << reason << "\", got " << c.describe();
   }
   if (!ws::is_valid_utf8(c.reason)) {
     return ::testing::AssertionFailure() << "close reason is not UTF-8: " << c.describe();
@@ -196,13 +196,13 @@ TEST_F(Rfc6455, LengthWithTheMostSignificantBitSetCloses1002) {
 
 TEST_F(Rfc6455, InvalidUtf8InOneFrameCloses1007) {
   const std::vector<std::string> bad = {
-      "\xff",                          // never valid
-      "\xc0\xaf",                      // overlong '/'
-      "\xe0\x80\xaf",                  // overlong, 3 bytes
-      "\xed\xa0\x80",                  // UTF-16 surrogate U+D800
-      "\xf4\x90\x80\x80",              // U+110000, past Unicode
-      "\xc3\x28",                      // bad continuation byte
-      "\x80",                          // lone continuation byte
+      "\xff",              // never valid
+      "\xc0\xaf",          // overlong '/'
+      "\xe0\x80\xaf",      // overlong, 3 bytes
+      "\xed\xa0\x80",      // UTF-16 surrogate U+D800
+      "\xf4\x90\x80\x80",  // U+110000, past Unicode
+      "\xc3\x28",          // bad continuation byte
+      "\x80",              // lone continuation byte
   };
   for (const auto& b : bad) {
     SCOPED_TRACE("bytes of length " + std::to_string(b.size()));
@@ -355,7 +355,8 @@ TEST_F(Rfc6455, DataAfterTheClientsCloseIsNotProcessed) {
   auto raw = client();
   // The close and, in the same write, requests that would each get an answer.
   std::string bytes = ws::make_client_frame(ws::Opcode::close, close_payload(1000), 0x01010101);
-  bytes += ws::make_client_frame(ws::Opcode::text, "{\"type\":\"ping\",\"ref\":\"after\"}", 0x02020202);
+  bytes +=
+      ws::make_client_frame(ws::Opcode::text, "{\"type\":\"ping\",\"ref\":\"after\"}", 0x02020202);
   bytes += ws::make_client_frame(ws::Opcode::ping, "after", 0x03030303);
   auto room = unique_name("after");
   bytes += ws::make_client_frame(

@@ -160,12 +160,13 @@ int try_upgrade(RawConn& c, const ServerProcess& s, const std::vector<std::strin
 }
 
 // The socket is closed by the server with `code` (after any number of error frames).
-::testing::AssertionResult closed_with(RawWsClient& raw, std::uint16_t code, const std::string& reason,
+::testing::AssertionResult closed_with(RawWsClient& raw, std::uint16_t code,
+                                       const std::string& reason,
                                        std::chrono::milliseconds timeout = 5s) {
   auto c = raw.wait_close(timeout);
   if (!c.got_close_frame || c.code != code || (!reason.empty() && c.reason != reason)) {
-    return ::testing::AssertionFailure() << "expected close " << code << " \"" << reason << "\", got "
-                                         << c.describe();
+    return ::testing::AssertionFailure()
+           << "expected close " << code << " \"" << reason << "\", got " << c.describe();
   }
   return ::testing::AssertionSuccess();
 }
@@ -176,11 +177,14 @@ std::string login_body(const std::string& user, const std::string& password) {
 
 std::string post_to(const std::string& path, const std::string& body,
                     const std::string& extra_headers = {}) {
-  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+  return "POST " + path +
+         " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
 }
 
-std::string post_login(const std::string& body) { return post_to("/api/v1/login", body); }
+std::string post_login(const std::string& body) {
+  return post_to("/api/v1/login", body);
+}
 
 // A POST of `body` to `path` from `source` (a loopback address); returns the status.
 int post_from(const ServerProcess& s, const std::string& source, const std::string& path,
@@ -194,7 +198,8 @@ int post_from(const ServerProcess& s, const std::string& source, const std::stri
 }
 
 int login_from(const ServerProcess& s, const std::string& source, const std::string& user,
-               const std::string& password, json* body = nullptr, std::string* retry_after = nullptr) {
+               const std::string& password, json* body = nullptr,
+               std::string* retry_after = nullptr) {
   return post_from(s, source, "/api/v1/login", login_body(user, password), body, retry_after);
 }
 
@@ -223,15 +228,15 @@ TEST_F(Security, OriginDefaultAllowsNoOriginAndSameOriginOnly) {
     int status;
   };
   const std::vector<Case> cases = {
-      {{}, 101},                                                       // not a browser
-      {{"Origin: " + self}, 101},                                      // the server's own page
-      {{"Origin: " + self + "/"}, 101},                                // trailing slash
+      {{}, 101},                         // not a browser
+      {{"Origin: " + self}, 101},        // the server's own page
+      {{"Origin: " + self + "/"}, 101},  // trailing slash
       {{"Origin: HTTP://" + s.host() + ":" + std::to_string(s.port())}, 101},  // case
-      {{"Origin: https://evil.example"}, 403},                         // cross-site hijacking
-      {{"Origin: http://" + s.host() + ":1"}, 403},                    // another port
-      {{"Origin: null"}, 403},                                         // sandboxed / file:
+      {{"Origin: https://evil.example"}, 403},                          // cross-site hijacking
+      {{"Origin: http://" + s.host() + ":1"}, 403},                     // another port
+      {{"Origin: null"}, 403},                                          // sandboxed / file:
       {{"Origin: " + s.host() + ":" + std::to_string(s.port())}, 403},  // no scheme
-      {{"Origin: "}, 403},                                             // present but empty
+      {{"Origin: "}, 403},                                              // present but empty
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.headers.empty() ? std::string("no Origin") : c.headers[0]);
@@ -246,13 +251,14 @@ TEST_F(Security, OriginDefaultAllowsNoOriginAndSameOriginOnly) {
 }
 
 TEST_F(Security, OriginAllowListIsConfigurable) {
-  auto& s = own(fast_args({"--allowed-origins", "https://chat.example.com, https://Other.example:8443/"}));
-  for (const auto& [origin, status] : std::vector<std::pair<std::string, int>>{
-           {"https://chat.example.com", 101},
-           {"https://other.example:8443", 101},
-           {"http://chat.example.com", 403},  // scheme counts
-           {"https://chat.example.com.evil.example", 403},
-           {"https://evil.example", 403}}) {
+  auto& s = own(
+      fast_args({"--allowed-origins", "https://chat.example.com, https://Other.example:8443/"}));
+  for (const auto& [origin, status] :
+       std::vector<std::pair<std::string, int>>{{"https://chat.example.com", 101},
+                                                {"https://other.example:8443", 101},
+                                                {"http://chat.example.com", 403},  // scheme counts
+                                                {"https://chat.example.com.evil.example", 403},
+                                                {"https://evil.example", 403}}) {
     SCOPED_TRACE(origin);
     RawConn conn(s.host(), s.port());
     EXPECT_EQ(try_upgrade(conn, s, {"Origin: " + origin}), status) << conn.head();
@@ -267,7 +273,8 @@ TEST_F(Security, RefusedOriginGetsNoSessionEvenWithAValidToken) {
   auto u = register_user(s, "orig");
   RawConn conn(s.host(), s.port());
   conn.send(upgrade_request(s, {"Origin: https://evil.example"}) +
-            ws::make_client_frame(ws::Opcode::text, json({{"type", "auth"}, {"token", u.token}}).dump(), 7));
+            ws::make_client_frame(ws::Opcode::text,
+                                  json({{"type", "auth"}, {"token", u.token}}).dump(), 7));
   EXPECT_EQ(conn.read_response(), 403);
   EXPECT_TRUE(conn.closed_within(2s));
   // The user never came online (nobody saw a session).
@@ -285,12 +292,15 @@ TEST_F(Security, MissingTokenIsRefused) {
   auto http = s.http();
   EXPECT_TRUE(is_http_error(http.get("/api/v1/rooms"), 401, "unauthorized"));
   EXPECT_TRUE(is_http_error(http.get("/api/v1/rooms/general/messages"), 401, "unauthorized"));
-  EXPECT_TRUE(is_http_error(http.request("POST", "/api/v1/logout", json::object()), 401, "unauthorized"));
+  EXPECT_TRUE(
+      is_http_error(http.request("POST", "/api/v1/logout", json::object()), 401, "unauthorized"));
   // The wrong scheme is no token.
-  EXPECT_TRUE(is_http_error(http.request_raw("GET", "/api/v1/rooms", "", "", {{"Authorization", "Basic dTpw"}}),
-                            401, "unauthorized"));
-  EXPECT_TRUE(is_http_error(http.request_raw("GET", "/api/v1/rooms", "", "", {{"Authorization", "Bearer"}}),
-                            401, "unauthorized"));
+  EXPECT_TRUE(is_http_error(
+      http.request_raw("GET", "/api/v1/rooms", "", "", {{"Authorization", "Basic dTpw"}}), 401,
+      "unauthorized"));
+  EXPECT_TRUE(
+      is_http_error(http.request_raw("GET", "/api/v1/rooms", "", "", {{"Authorization", "Bearer"}}),
+                    401, "unauthorized"));
   // WebSocket: an auth frame without a token, with an empty one, with a non-string one, and a
   // first frame that is not auth.
   for (const auto& first : {json({{"type", "auth"}}), json({{"type", "auth"}, {"token", ""}}),
@@ -309,14 +319,14 @@ TEST_F(Security, ForgedTokensAreRefused) {
   std::string flipped = u.token;
   flipped[5] = flipped[5] == 'A' ? 'B' : 'A';
   const std::vector<std::string> forged = {
-      flipped,                                            // one character changed
-      u.token.substr(0, 42),                              // truncated
-      u.token + "A",                                      // extended
-      std::string(43, 'A'),                               // well-formed, random
-      "' OR '1'='1",                                      // SQL
-      std::string(8000, 'x'),                             // huge
-      "\xe2\x82\xac\xe2\x82\xac",                         // non-ASCII
-      u.name,                                             // the user name
+      flipped,                     // one character changed
+      u.token.substr(0, 42),       // truncated
+      u.token + "A",               // extended
+      std::string(43, 'A'),        // well-formed, random
+      "' OR '1'='1",               // SQL
+      std::string(8000, 'x'),      // huge
+      "\xe2\x82\xac\xe2\x82\xac",  // non-ASCII
+      u.name,                      // the user name
   };
   auto http = s.http();
   for (const auto& t : forged) {
@@ -341,7 +351,9 @@ void expire_tokens(const ServerProcess& s, const std::string& user) {
   ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK) << path;
   sqlite3_busy_timeout(db, 5000);
   sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE tokens SET expires_at = 1 WHERE user = ?1", -1, &st, nullptr), SQLITE_OK)
+  ASSERT_EQ(
+      sqlite3_prepare_v2(db, "UPDATE tokens SET expires_at = 1 WHERE user = ?1", -1, &st, nullptr),
+      SQLITE_OK)
       << sqlite3_errmsg(db);
   sqlite3_bind_text(st, 1, user.c_str(), -1, SQLITE_TRANSIENT);
   EXPECT_EQ(sqlite3_step(st), SQLITE_DONE) << sqlite3_errmsg(db);
@@ -398,8 +410,8 @@ TEST_F(Security, LoggedOutTokenIsDeadEverywhere) {
   EXPECT_TRUE(closed_with(open, 1008, "logged out", 2s));
   // Every later use is refused, a second logout included.
   EXPECT_TRUE(is_http_error(s.http().get("/api/v1/rooms", u.token), 401, "unauthorized"));
-  EXPECT_TRUE(is_http_error(s.http().request("POST", "/api/v1/logout", json::object(), u.token), 401,
-                            "unauthorized"));
+  EXPECT_TRUE(is_http_error(s.http().request("POST", "/api/v1/logout", json::object(), u.token),
+                            401, "unauthorized"));
   RawWsClient again;
   again.connect(s.host(), s.port());
   again.send_json({{"type", "auth"}, {"token", u.token}});
@@ -441,12 +453,12 @@ TEST_F(Security, DeletedUsersTokensAreDeadAndTheNameStaysTaken) {
   EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json{{"password", u.password}}), 401,
                             "unauthorized"))
       << "no token";
-  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json::object(), u.token), 400,
-                            "bad_request"))
+  EXPECT_TRUE(
+      is_http_error(s.http().request("DELETE", path, json::object(), u.token), 400, "bad_request"))
       << "no password";
-  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json{{"password", "not-the-password"}},
-                                             u.token),
-                            401, "unauthorized"))
+  EXPECT_TRUE(is_http_error(
+      s.http().request("DELETE", path, json{{"password", "not-the-password"}}, u.token), 401,
+      "unauthorized"))
       << "a token alone must not delete an account";
   EXPECT_TRUE(is_http_error(s.http().request("POST", path, json{{"password", u.password}}, u.token),
                             405, "bad_request"));
@@ -465,8 +477,9 @@ TEST_F(Security, DeletedUsersTokensAreDeadAndTheNameStaysTaken) {
     again.send_json({{"type", "auth"}, {"token", t}});
     EXPECT_TRUE(closed_with(again, 1008, "unauthorized"));
   }
-  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, json{{"password", u.password}}, u.token),
-                            401, "unauthorized"));
+  EXPECT_TRUE(
+      is_http_error(s.http().request("DELETE", path, json{{"password", u.password}}, u.token), 401,
+                    "unauthorized"));
   EXPECT_TRUE(is_http_error(
       s.http().post("/api/v1/login", json{{"username", u.name}, {"password", u.password}}), 401,
       "unauthorized"));
@@ -492,11 +505,11 @@ TEST_F(Security, AdminsDeleteAccountsAndNobodyElseCan) {
   ASSERT_EQ(run_parleyd_admin(s, {"grant", admin.name}).code, 0);
   const std::string path = "/api/v1/admin/users/" + victim.name;
   EXPECT_TRUE(is_http_error(s.http().request("DELETE", path), 401, "unauthorized"));
-  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, std::nullopt, victim.token), 403,
-                            "forbidden"))
+  EXPECT_TRUE(
+      is_http_error(s.http().request("DELETE", path, std::nullopt, victim.token), 403, "forbidden"))
       << "not even one's own account this way";
-  EXPECT_TRUE(is_http_error(s.http().request("GET", path, std::nullopt, admin.token), 405,
-                            "bad_request"));
+  EXPECT_TRUE(
+      is_http_error(s.http().request("GET", path, std::nullopt, admin.token), 405, "bad_request"));
   EXPECT_TRUE(is_http_error(
       s.http().request("DELETE", "/api/v1/admin/users/Not%20A%20Name", std::nullopt, admin.token),
       400, "bad_request"));
@@ -510,8 +523,8 @@ TEST_F(Security, AdminsDeleteAccountsAndNobodyElseCan) {
   ASSERT_EQ(res.status, 204) << res.body;
   EXPECT_TRUE(closed_with(open, 1008, "account deleted", 2s));
   EXPECT_TRUE(is_http_error(s.http().get("/api/v1/rooms", victim.token), 401, "unauthorized"));
-  EXPECT_TRUE(is_http_error(s.http().request("DELETE", path, std::nullopt, admin.token), 404,
-                            "not_found"))
+  EXPECT_TRUE(
+      is_http_error(s.http().request("DELETE", path, std::nullopt, admin.token), 404, "not_found"))
       << "deleted already";
   EXPECT_EQ(s.http().get("/api/v1/rooms", admin.token).status, 200);
 }
@@ -542,7 +555,8 @@ TEST_F(Security, UserRoomMatrixNothingLeaksAcrossRooms) {
     for (int i : r.members) {
       if (i == owner) continue;
       if (r.kind == "private") {
-        auto inv = ss[owner]->request({{"type", "invite"}, {"room", r.name}, {"user", users[i].name}});
+        auto inv =
+            ss[owner]->request({{"type", "invite"}, {"room", r.name}, {"user", users[i].name}});
         ASSERT_EQ(inv.value("type", ""), "invited") << inv.dump();
       }
       ASSERT_EQ(ss[i]->join(r.name).value("type", ""), "joined");
@@ -559,7 +573,8 @@ TEST_F(Security, UserRoomMatrixNothingLeaksAcrossRooms) {
 
   // Every member says something in each of its rooms.
   for (const auto& r : rooms) {
-    for (int i : r.members) ss[i]->send_message(r.name, "secret of " + users[i].name + " in " + r.name);
+    for (int i : r.members)
+      ss[i]->send_message(r.name, "secret of " + users[i].name + " in " + r.name);
   }
   for (auto& x : ss) x->barrier(10s);  // drop what was delivered so far
 
@@ -590,11 +605,13 @@ TEST_F(Security, UserRoomMatrixNothingLeaksAcrossRooms) {
         EXPECT_TRUE(is_ws_error(reply, "forbidden")) << reply.dump();
         ++refused;
       }
-      auto res = http.get("/api/v1/rooms/" + client::url_encode_segment(r.name) + "/messages", users[i].token);
+      auto res = http.get("/api/v1/rooms/" + client::url_encode_segment(r.name) + "/messages",
+                          users[i].token);
       EXPECT_TRUE(is_http_error(res, 403, "forbidden")) << res.body;
       EXPECT_EQ(res.body.find("secret"), std::string::npos) << res.body;
-      auto res2 = http.get("/api/v1/rooms/" + client::url_encode_segment(r.name) + "/messages?before=2&limit=1",
-                           users[i].token);
+      auto res2 = http.get(
+          "/api/v1/rooms/" + client::url_encode_segment(r.name) + "/messages?before=2&limit=1",
+          users[i].token);
       EXPECT_TRUE(is_http_error(res2, 403, "forbidden")) << res2.body;
       refused += 2;
     }
@@ -605,7 +622,8 @@ TEST_F(Security, UserRoomMatrixNothingLeaksAcrossRooms) {
   for (int i = 0; i < kUsers; ++i) {
     for (const auto& f : ss[i]->barrier(10s)) {
       const auto type = f.value("type", "");
-      if (type == "message" || type == "typing" || type == "read" || type == "joined" || type == "invitation") {
+      if (type == "message" || type == "typing" || type == "read" || type == "joined" ||
+          type == "invitation") {
         const auto room = f.value("room", "");
         bool ok = false;
         for (const auto& r : rooms) ok = ok || (r.name == room && member(i, r));
@@ -744,7 +762,8 @@ TEST_F(Security, LoginIsThrottledPerUsername) {
   auto victim = register_user(s, "victim");
   const std::string ip = "127.0.0.1";
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(login_from(s, ip, victim.name, "wrong-guess-" + std::to_string(i)), 401) << "guess " << i;
+    EXPECT_EQ(login_from(s, ip, victim.name, "wrong-guess-" + std::to_string(i)), 401)
+        << "guess " << i;
   }
   json body;
   std::string retry;
@@ -778,7 +797,8 @@ TEST_F(Security, LoginIsThrottledPerAddress) {
   // ...and nobody else's: another address logs in.
   EXPECT_EQ(login_from(s, "127.0.0.4", u.name, u.password), 200);
   // Names that cannot exist count against the address as well.
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(login_from(s, "127.0.0.5", "Not A Name!", "password-x"), 401);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(login_from(s, "127.0.0.5", "Not A Name!", "password-x"), 401);
   EXPECT_EQ(login_from(s, "127.0.0.5", "Not A Name!", "password-x"), 429);
 }
 
@@ -833,12 +853,14 @@ TEST_F(Security, RegistrationsArePerAddressLimited) {
   EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body("Bad Name", "password-x")), 400);
   EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "short")), 400);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "password-x")), 201) << i;
+    EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "password-x")), 201)
+        << i;
   }
   json body;
   std::string retry;
-  EXPECT_EQ(post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "password-x"), &body, &retry),
-            429);
+  EXPECT_EQ(
+      post_from(s, "127.0.0.6", path, login_body(unique_name("rg"), "password-x"), &body, &retry),
+      429);
   EXPECT_EQ(body["error"]["code"], "rate_limited") << body.dump();
   ASSERT_TRUE(body["error"].contains("retry_after_ms")) << body.dump();
   EXPECT_GT(body["error"]["retry_after_ms"].get<std::int64_t>(), 0);
@@ -892,10 +914,12 @@ TEST_F(Security, ConnectionsPerAddressAreCapped) {
   EXPECT_EQ(try_upgrade(other, s), 101);
   // Closing one frees its place (once the server has seen the close).
   held.pop_back();
-  EXPECT_TRUE(eventually([&] {
-    RawConn again(s.host(), s.port(), "127.0.0.6");
-    return try_upgrade(again, s) == 101;
-  }, 5s));
+  EXPECT_TRUE(eventually(
+      [&] {
+        RawConn again(s.host(), s.port(), "127.0.0.6");
+        return try_upgrade(again, s) == 101;
+      },
+      5s));
 }
 
 TEST_F(Security, SessionsPerUserAreCapped) {
@@ -913,13 +937,16 @@ TEST_F(Security, SessionsPerUserAreCapped) {
   Session other(s, register_user(s, "cap"));
   // A place frees up when a session ends.
   a.reset();
-  EXPECT_TRUE(eventually([&] {
-    RawWsClient again;
-    again.connect(s.host(), s.port());
-    again.send_json({{"type", "auth"}, {"token", u.token}});
-    auto f = again.read_frame(5s);
-    return f.kind == RawFrame::Kind::frame && !f.is_close() && f.json().value("type", "") == "welcome";
-  }, 5s));
+  EXPECT_TRUE(eventually(
+      [&] {
+        RawWsClient again;
+        again.connect(s.host(), s.port());
+        again.send_json({{"type", "auth"}, {"token", u.token}});
+        auto f = again.read_frame(5s);
+        return f.kind == RawFrame::Kind::frame && !f.is_close() &&
+               f.json().value("type", "") == "welcome";
+      },
+      5s));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -951,13 +978,15 @@ TEST_F(Security, UnauthenticatedSocketsAreClosedAfterTheAuthTimeout) {
   for (std::size_t i = 0; i < socks.size(); ++i) {
     SCOPED_TRACE("socket " + std::to_string(i));
     auto c = socks[i]->wait_close(5s);
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0).count();
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0).count();
     EXPECT_TRUE(c.got_close_frame) << c.describe();
     EXPECT_EQ(c.code, 1008) << c.describe();
     EXPECT_EQ(c.reason, "authentication timed out") << c.describe();
     EXPECT_LE(elapsed, 3000) << "closed late";
   }
-  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0).count();
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0).count();
   EXPECT_GE(elapsed, 600) << "closed before the timeout";
   pinger.join();
 }
@@ -970,8 +999,9 @@ TEST_F(Security, OversizeHttpBodyIsRefusedBeforeItArrives) {
   {
     // A declared length over the limit: 413 at once, without the body being sent.
     RawConn c(s.host(), s.port());
-    c.send("POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           "Content-Length: 1000000000\r\n\r\n{\"username\":");
+    c.send(
+        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000000000\r\n\r\n{\"username\":");
     const auto t0 = steady::now();
     EXPECT_EQ(c.read_response(3s), 413) << c.head();
     EXPECT_LT(steady::now() - t0, 2s);
@@ -1000,7 +1030,8 @@ TEST_F(Security, OversizeHttpBodyIsRefusedBeforeItArrives) {
 
 TEST_F(Security, HttpBodyLimitIsConfigurable) {
   auto& s = own(fast_args({"--max-http-body-bytes", "1024"}));
-  std::string fits = login_body("someone", std::string(1024 - login_body("someone", "").size(), 'p'));
+  std::string fits =
+      login_body("someone", std::string(1024 - login_body("someone", "").size(), 'p'));
   ASSERT_EQ(fits.size(), 1024u);
   RawConn a(s.host(), s.port());
   a.send(post_login(fits));

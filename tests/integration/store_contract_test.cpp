@@ -191,7 +191,8 @@ class PgAdmin {
  public:
   explicit PgAdmin(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
     // DROP SCHEMA ... CASCADE lists every table as a notice: not worth the test log.
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
   }
   ~PgAdmin() { PQfinish(conn_); }
   PgAdmin(const PgAdmin&) = delete;
@@ -224,8 +225,8 @@ class PgAdmin {
 // there.
 std::string url_with_schema(const std::string& base, const std::string& schema) {
   if (base.starts_with("postgres://") || base.starts_with("postgresql://")) {
-    return base + (base.find('?') == std::string::npos ? "?" : "&") +
-           "options=-csearch_path%3D" + schema;
+    return base + (base.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" +
+           schema;
   }
   return base + " options='-csearch_path=" + schema + "'";
 }
@@ -270,8 +271,9 @@ class PgServer {
   static std::optional<PgServer> from_env(std::string& why) {
     const char* data = env("PARLEY_TEST_PG_DATA");
     if (data == nullptr) {
-      why = "PARLEY_TEST_PG_DATA (the server's data directory) is not set; the README's test "
-            "command sets it";
+      why =
+          "PARLEY_TEST_PG_DATA (the server's data directory) is not set; the README's test "
+          "command sets it";
       return std::nullopt;
     }
     PgServer s;
@@ -395,7 +397,8 @@ class StoreFixture : public ::testing::Test {
   }
 
   // A new store on this test's database; `tune` adjusts the adapter's options.
-  Instance make(std::size_t max_batch = 1024, milliseconds pg_query_timeout = milliseconds(10'000)) {
+  Instance make(std::size_t max_batch = 1024,
+                milliseconds pg_query_timeout = milliseconds(10'000)) {
     Instance i;
     i.registry = std::make_unique<metrics::Registry>();
     if (adapter_ == Adapter::sqlite) {
@@ -992,9 +995,9 @@ TEST_P(StoreContract, ListRooms) {
 
 TEST_P(StoreContract, AppendAssignsConsecutiveSeqs) {
   seed();
-  const auto before = std::chrono::duration_cast<milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto before =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   for (std::uint64_t i = 1; i <= 5; ++i) {
     auto r = db_->append("general", "alice", numbered("id", i), numbered("body ", i));
     ASSERT_TRUE(r.has_value());
@@ -1121,18 +1124,18 @@ TEST_P(StoreContract, MixedBatchAppliesInSubmissionOrder) {
   std::promise<Result<Ok>> conflict;
   append("general", "bob", "b0");  // forbidden: not a member yet
   store().join_room("general", "bob", [](Result<JoinResult>) {});
-  append("general", "bob", "b1");      // 1
-  append("general", "alice", "a1");    // 2
-  append("nowhere", "alice", "a2");    // not_found
+  append("general", "bob", "b1");    // 1
+  append("general", "alice", "a1");  // 2
+  append("nowhere", "alice", "a2");  // not_found
   store().create_room("fresh", RoomKind::public_room, "alice", [](Result<Ok>) {});
-  append("fresh", "alice", "f1");      // fresh 1
+  append("fresh", "alice", "f1");  // fresh 1
   store().create_room("general", RoomKind::public_room, "bob",
                       [&](Result<Ok> r) { conflict.set_value(std::move(r)); });
-  append("general", "bob", "b2");      // 3
-  append("fresh", "alice", "f2");      // fresh 2
+  append("general", "bob", "b2");  // 3
+  append("fresh", "alice", "f2");  // fresh 2
   store().leave_room("general", "bob", [](Result<Ok>) {});
-  append("general", "bob", "b3");      // forbidden again
-  append("general", "bob", "b1");      // duplicate of seq 1, allowed after leaving
+  append("general", "bob", "b3");  // forbidden again
+  append("general", "bob", "b1");  // duplicate of seq 1, allowed after leaving
 
   std::vector<Result<AppendResult>> r;
   for (auto& f : appends) r.push_back(f.get());
@@ -1313,7 +1316,8 @@ TEST_P(StoreContract, SeqsGaplessUnderConcurrentAppenders) {
   seed_rooms(*db_, kThreads, kRooms);
   check_concurrent_appends({&store()}, *db_, kThreads, kRooms, 100);
   // The writer batched: far fewer commits than appends.
-  EXPECT_LT(batch_histogram().snapshot().count, static_cast<std::uint64_t>(kThreads * kRooms * 100));
+  EXPECT_LT(batch_histogram().snapshot().count,
+            static_cast<std::uint64_t>(kThreads * kRooms * 100));
 }
 
 // Two store instances on one database, as two nodes behind a load balancer: their writers
@@ -1376,8 +1380,7 @@ TEST_P(StoreContract, TwoNodesCreatingTheSameNamesDoNotDeadlock) {
   }
   for (int i = 0; i < kNames; ++i) {
     store().create_room(numbered("r", i), RoomKind::public_room, "n0", count);
-    second_.store->create_room(numbered("r", kNames - 1 - i), RoomKind::public_room, "n1",
-                               count);
+    second_.store->create_room(numbered("r", kNames - 1 - i), RoomKind::public_room, "n1", count);
   }
   ASSERT_EQ(done.get_future().wait_for(seconds(120)), std::future_status::ready);
   EXPECT_EQ(other.load(), 0);
@@ -1395,11 +1398,10 @@ TEST_P(StoreContract, GroupCommitBatchesConcurrentWrites) {
   std::atomic<int> failed{0};
   std::promise<void> done;
   for (int i = 0; i < kOps; ++i) {
-    store().append({"general", "alice", numbered("m", i), "x"},
-                   [&](Result<AppendResult> r) {
-                     if (!r.has_value()) ++failed;
-                     if (--pending == 0) done.set_value();
-                   });
+    store().append({"general", "alice", numbered("m", i), "x"}, [&](Result<AppendResult> r) {
+      if (!r.has_value()) ++failed;
+      if (--pending == 0) done.set_value();
+    });
   }
   done.get_future().wait();
   EXPECT_EQ(failed.load(), 0);
@@ -1431,8 +1433,8 @@ TEST_P(StoreContract, FailingOperationDoesNotAbortItsBatch) {
       if (--pending == 0) done.set_value();
     };
     // Every other create is for a room that exists already.
-    store().create_room(i % 2 == 0 ? numbered("r", i) : "general", RoomKind::public_room,
-                        "alice", cb);
+    store().create_room(i % 2 == 0 ? numbered("r", i) : "general", RoomKind::public_room, "alice",
+                        cb);
   }
   done.get_future().wait();
   EXPECT_EQ(ok.load(), kOps / 2);
@@ -1446,15 +1448,13 @@ TEST_P(StoreContract, ReadsSeeWritesWhoseCallbackRan) {
   seed();
   for (int i = 0; i < 20; ++i) {
     std::promise<Result<std::vector<StoredMessage>>> read;
-    store().append({"general", "alice", numbered("m", i), "hi"},
-                   [&](Result<AppendResult> r) {
-                     ASSERT_TRUE(r.has_value());
-                     // Submitted from the writer's callback: the read must see the message.
-                     store().read_range("general", r->message.seq - 1, kNewest, 10,
-                                        [&](Result<std::vector<StoredMessage>> m) {
-                                          read.set_value(std::move(m));
-                                        });
-                   });
+    store().append({"general", "alice", numbered("m", i), "hi"}, [&](Result<AppendResult> r) {
+      ASSERT_TRUE(r.has_value());
+      // Submitted from the writer's callback: the read must see the message.
+      store().read_range(
+          "general", r->message.seq - 1, kNewest, 10,
+          [&](Result<std::vector<StoredMessage>> m) { read.set_value(std::move(m)); });
+    });
     auto messages = read.get_future().get();
     ASSERT_TRUE(messages.has_value());
     ASSERT_EQ(messages->size(), 1u);
@@ -1515,10 +1515,9 @@ TEST_P(StoreContract, DestructorDrainsQueuedWrites) {
   constexpr int kOps = 500;
   std::atomic<int> succeeded{0};
   for (int i = 0; i < kOps; ++i) {
-    store().append({"general", "alice", numbered("m", i), "x"},
-                   [&](Result<AppendResult> r) {
-                     if (r.has_value()) ++succeeded;
-                   });
+    store().append({"general", "alice", numbered("m", i), "x"}, [&](Result<AppendResult> r) {
+      if (r.has_value()) ++succeeded;
+    });
   }
   close();  // returns only after every queued callback has run
   EXPECT_EQ(succeeded.load(), kOps);
@@ -1557,9 +1556,9 @@ TEST_F(PostgresStoreTest, OpenFailureIsOneClearLineWithoutThePassword) {
   auto r = PostgresStore::open(o, registry);
   ASSERT_FALSE(r.has_value());
   const std::string& e = r.error();
-  EXPECT_EQ(e.rfind("cannot open PostgreSQL store at postgresql://parley:***@127.0.0.1:1/parley: ",
-                    0),
-            0u)
+  EXPECT_EQ(
+      e.rfind("cannot open PostgreSQL store at postgresql://parley:***@127.0.0.1:1/parley: ", 0),
+      0u)
       << e;
   EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   EXPECT_EQ(e.find("s3cret"), std::string::npos) << e;

@@ -41,7 +41,9 @@ rapidjson::Document parse(const std::string& json) {
   return d;
 }
 
-std::string str(const rapidjson::Value& v) { return std::string(v.GetString(), v.GetStringLength()); }
+std::string str(const rapidjson::Value& v) {
+  return std::string(v.GetString(), v.GetStringLength());
+}
 
 std::string repeat(std::string_view s, std::size_t n) {
   std::string out;
@@ -116,10 +118,12 @@ TEST(Decode, CreateErrors) {
 TEST(Decode, JoinLeaveTypingAcceptPlainAndDmRooms) {
   for (std::string_view room : {"general", "dm:alice:bob"}) {
     const std::string r(room);
-    EXPECT_EQ(std::get<JoinReq>(decode_ok(R"({"type":"join","room":")" + r + "\"}").request).room, r);
-    EXPECT_EQ(std::get<LeaveReq>(decode_ok(R"({"type":"leave","room":")" + r + "\"}").request).room, r);
-    EXPECT_EQ(std::get<TypingReq>(decode_ok(R"({"type":"typing","room":")" + r + "\"}").request).room,
+    EXPECT_EQ(std::get<JoinReq>(decode_ok(R"({"type":"join","room":")" + r + "\"}").request).room,
               r);
+    EXPECT_EQ(std::get<LeaveReq>(decode_ok(R"({"type":"leave","room":")" + r + "\"}").request).room,
+              r);
+    EXPECT_EQ(
+        std::get<TypingReq>(decode_ok(R"({"type":"typing","room":")" + r + "\"}").request).room, r);
   }
 }
 
@@ -155,7 +159,8 @@ TEST(Decode, Dm) {
 }
 
 TEST(Decode, Send) {
-  auto env = decode_ok(R"({"type":"send","room":"general","client_msg_id":"c1","body":"hi \"there\"\n"})");
+  auto env =
+      decode_ok(R"({"type":"send","room":"general","client_msg_id":"c1","body":"hi \"there\"\n"})");
   EXPECT_EQ(std::get<SendReq>(env.request), (SendReq{"general", "c1", "hi \"there\"\n"}));
   auto dm = decode_ok(R"({"type":"send","room":"dm:alice:bob","client_msg_id":"x","body":"é"})");
   EXPECT_EQ(std::get<SendReq>(dm.request).body, "\xC3\xA9");
@@ -176,18 +181,22 @@ TEST(Decode, ClientMsgIdLengthInCharacters) {
   decode_ok(R"({"type":"send","room":"r","client_msg_id":")" + ok64 + R"(","body":"b"})");
   expect_bad(R"({"type":"send","room":"r","client_msg_id":")" + ok64 + R"(x","body":"b"})",
              "client_msg_id");
-  decode_ok(R"({"type":"send","room":"r","client_msg_id":")" + std::string(64, 'i') + R"(","body":"b"})");
-  expect_bad(R"({"type":"send","room":"r","client_msg_id":")" + std::string(65, 'i') + R"(","body":"b"})",
-             "client_msg_id");
+  decode_ok(R"({"type":"send","room":"r","client_msg_id":")" + std::string(64, 'i') +
+            R"(","body":"b"})");
+  expect_bad(
+      R"({"type":"send","room":"r","client_msg_id":")" + std::string(65, 'i') + R"(","body":"b"})",
+      "client_msg_id");
 }
 
 TEST(Decode, BodyLimitCountsCodePoints) {
   // 4000 three-byte characters (12000 bytes) are within the limit; one more is too large.
   const std::string euro4000 = repeat("\xE2\x82\xAC", 4000);
-  auto env = decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":")" + euro4000 + "\"}");
+  auto env =
+      decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":")" + euro4000 + "\"}");
   EXPECT_EQ(std::get<SendReq>(env.request).body, euro4000);
-  const DecodeError e = decode_err(R"({"type":"send","room":"r","client_msg_id":"c","ref":"q","body":")" +
-                                   euro4000 + "\xE2\x82\xAC\"}");
+  const DecodeError e =
+      decode_err(R"({"type":"send","room":"r","client_msg_id":"c","ref":"q","body":")" + euro4000 +
+                 "\xE2\x82\xAC\"}");
   EXPECT_EQ(e.code, ErrorCode::too_large);
   EXPECT_NE(e.message.find("body"), std::string::npos);
   EXPECT_EQ(e.ref, "q");
@@ -199,19 +208,22 @@ TEST(Decode, BodyLimitCountsCodePoints) {
                        repeat("\xF0\x9F\x98\x80", 4001) + "\"}")
                 .code,
             ErrorCode::too_large);
-  decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":")" + std::string(4000, 'a') + "\"}");
+  decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":")" + std::string(4000, 'a') +
+            "\"}");
   EXPECT_EQ(decode_err(R"({"type":"send","room":"r","client_msg_id":"c","body":")" +
                        std::string(4001, 'a') + "\"}")
                 .code,
             ErrorCode::too_large);
   // An escape counts as the one character it stands for.
-  decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":")" + repeat("\\n", 4000) + "\"}");
+  decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":")" + repeat("\\n", 4000) +
+            "\"}");
 
   Limits small;
   small.max_body_code_points = 3;
   decode_ok(R"({"type":"send","room":"r","client_msg_id":"c","body":"abc"})", small);
-  EXPECT_EQ(decode_err(R"({"type":"send","room":"r","client_msg_id":"c","body":"abcd"})", small).code,
-            ErrorCode::too_large);
+  EXPECT_EQ(
+      decode_err(R"({"type":"send","room":"r","client_msg_id":"c","body":"abcd"})", small).code,
+      ErrorCode::too_large);
 }
 
 TEST(Decode, History) {
@@ -228,7 +240,9 @@ TEST(Decode, History) {
 
   Limits custom;
   custom.default_history_limit = 7;
-  EXPECT_EQ(std::get<HistoryReq>(decode_ok(R"({"type":"history","room":"r"})", custom).request).limit, 7U);
+  EXPECT_EQ(
+      std::get<HistoryReq>(decode_ok(R"({"type":"history","room":"r"})", custom).request).limit,
+      7U);
 }
 
 TEST(Decode, HistoryErrors) {
@@ -286,8 +300,9 @@ TEST(Decode, Ping) {
 // ---- decode: envelope-level errors ----
 
 TEST(DecodeEnvelope, NotJson) {
-  for (std::string_view bad : {"", "   ", "{", "not json", "{\"type\":\"ping\"", "{\"type\":\"ping\"}x",
-                               "{\"type\":\"ping\",}", "{'type':'ping'}", "{\"type\":\"ping\"}{}"}) {
+  for (std::string_view bad :
+       {"", "   ", "{", "not json", "{\"type\":\"ping\"", "{\"type\":\"ping\"}x",
+        "{\"type\":\"ping\",}", "{'type':'ping'}", "{\"type\":\"ping\"}{}"}) {
     const DecodeError e = decode_err(bad);
     EXPECT_EQ(e.code, ErrorCode::bad_request) << bad;
     EXPECT_FALSE(e.message.empty());
@@ -394,7 +409,8 @@ TEST(DecodeEnvelope, EmbeddedNulInBody) {
 }
 
 TEST(DecodeEnvelope, DeepNestingDoesNotCrash) {
-  const std::string deep = "{\"type\":\"ping\",\"x\":" + std::string(60000, '[') + std::string(60000, ']') + "}";
+  const std::string deep =
+      "{\"type\":\"ping\",\"x\":" + std::string(60000, '[') + std::string(60000, ']') + "}";
   EXPECT_TRUE(decode_request(deep).has_value());
   EXPECT_FALSE(decode_request(std::string(65536, '[')).has_value());
 }
@@ -408,7 +424,8 @@ TEST(DecodeEnvelope, DuplicateKeysFirstWins) {
 
 TEST(EncodeRequest, ExactShapes) {
   EXPECT_EQ(encode_request({std::nullopt, PingReq{}}), R"({"type":"ping"})");
-  EXPECT_EQ(encode_request({"r1", JoinReq{"general"}}), R"({"type":"join","ref":"r1","room":"general"})");
+  EXPECT_EQ(encode_request({"r1", JoinReq{"general"}}),
+            R"({"type":"join","ref":"r1","room":"general"})");
   EXPECT_EQ(encode_request({std::nullopt, CreateReq{"g", true}}),
             R"({"type":"create","room":"g","visibility":"private"})");
   EXPECT_EQ(encode_request({std::nullopt, SendReq{"g", "c1", "hi"}}),
@@ -419,8 +436,10 @@ TEST(EncodeRequest, ExactShapes) {
             R"({"type":"history","room":"g","before":9,"limit":20})");
   EXPECT_EQ(encode_request({std::nullopt, AuthReq{"t", {{"a", 1}, {"dm:x:y", 2}}}}),
             R"({"type":"auth","token":"t","cursors":{"a":1,"dm:x:y":2}})");
-  EXPECT_EQ(encode_request({std::nullopt, WatchReq{{"a", "b"}}}), R"({"type":"watch","users":["a","b"]})");
-  EXPECT_EQ(encode_request({std::nullopt, ReadReq{"g", 5}}), R"({"type":"read","room":"g","seq":5})");
+  EXPECT_EQ(encode_request({std::nullopt, WatchReq{{"a", "b"}}}),
+            R"({"type":"watch","users":["a","b"]})");
+  EXPECT_EQ(encode_request({std::nullopt, ReadReq{"g", 5}}),
+            R"({"type":"read","room":"g","seq":5})");
 }
 
 // Random valid requests of every type, with strings full of characters that need escaping.
@@ -439,8 +458,8 @@ class RequestGenerator {
         const std::size_t n = pick(5);
         for (std::size_t i = 0; i < n; ++i) {
           // Distinct rooms: numbered plain names, and at most one dm room.
-          a.cursors.emplace_back(i == 0 && pick(2) == 0 ? dm_room() : plain_room() + "-" + std::to_string(i),
-                                 u64());
+          a.cursors.emplace_back(
+              i == 0 && pick(2) == 0 ? dm_room() : plain_room() + "-" + std::to_string(i), u64());
         }
         env.request = a;
         break;
@@ -494,7 +513,9 @@ class RequestGenerator {
   }
 
  private:
-  std::size_t pick(std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_); }
+  std::size_t pick(std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_);
+  }
 
   std::uint64_t u64() {
     switch (pick(3)) {
@@ -537,9 +558,27 @@ class RequestGenerator {
 
   // 1..max characters drawn from ASCII, escapes, controls and multi-byte characters.
   std::string text(std::size_t min, std::size_t max) {
-    static const std::vector<std::string> pieces = {
-        "a", "Z", " ", "\"", "\\", "/", "\n", "\t", "\r", "\b", "\f", std::string("\0", 1), "\x01",
-        "\x1F", "\x7F", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\xE2\x80\xA8", "{", "}"};
+    static const std::vector<std::string> pieces = {"a",
+                                                    "Z",
+                                                    " ",
+                                                    "\"",
+                                                    "\\",
+                                                    "/",
+                                                    "\n",
+                                                    "\t",
+                                                    "\r",
+                                                    "\b",
+                                                    "\f",
+                                                    std::string("\0", 1),
+                                                    "\x01",
+                                                    "\x1F",
+                                                    "\x7F",
+                                                    "\xC3\xA9",
+                                                    "\xE2\x82\xAC",
+                                                    "\xF0\x9F\x98\x80",
+                                                    "\xE2\x80\xA8",
+                                                    "{",
+                                                    "}"};
     std::string s;
     const std::size_t n = min + pick(max - min + 1);
     for (std::size_t i = 0; i < n; ++i) {
@@ -595,7 +634,8 @@ TEST(Encode, JsonStringEscaping) {
   EXPECT_EQ(enc("\n\r\t\b\f"), R"("\n\r\t\b\f")");
   EXPECT_EQ(enc(std::string("\0\x01\x1F", 3)), R"("\u0000\u0001\u001f")");
   EXPECT_EQ(enc("/\x7F"), "\"/\x7F\"");
-  EXPECT_EQ(enc("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"), "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"");
+  EXPECT_EQ(enc("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"),
+            "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"");
   std::string appended = "x";
   append_json_string(appended, "y");
   EXPECT_EQ(appended, "x\"y\"");
@@ -633,8 +673,8 @@ std::string reference_escape(std::string_view s) {
 }
 
 TEST(Encode, EscapingAtEveryPosition) {
-  const char specials[] = {'"', '\\', '\n', '\x01', '\x1F', '\0', '\x20', '\x21', '\x7F',
-                           '\x80', '\xA2', '\xDC', '\xFF', '!', '#', '[', ']'};
+  const char specials[] = {'"',    '\\',   '\n',   '\x01', '\x1F', '\0', '\x20', '\x21', '\x7F',
+                           '\x80', '\xA2', '\xDC', '\xFF', '!',    '#',  '[',    ']'};
   for (std::size_t len = 1; len <= 24; ++len) {
     for (std::size_t pos = 0; pos < len; ++pos) {
       for (char sp : specials) {
@@ -674,12 +714,14 @@ TEST(Encode, EveryControlCharacterParsesBack) {
 
 TEST(Encode, MessageExact) {
   MessageView m{"general", 42, "alice", "hello", 1700000000123, "c-1"};
-  EXPECT_EQ(encode_message(m),
-            R"({"type":"message","room":"general","seq":42,"from":"alice","body":"hello","ts":1700000000123,"client_msg_id":"c-1"})");
+  EXPECT_EQ(
+      encode_message(m),
+      R"({"type":"message","room":"general","seq":42,"from":"alice","body":"hello","ts":1700000000123,"client_msg_id":"c-1"})");
 }
 
 TEST(Encode, MessageFieldsParseBack) {
-  const std::string body = "quote \" backslash \\ newline \n nul " + std::string("\0", 1) + " é € 😀";
+  const std::string body =
+      "quote \" backslash \\ newline \n nul " + std::string("\0", 1) + " é € 😀";
   MessageView m{"dm:alice:bob", 18446744073709551615ULL, "bob", body, -5, "id\"1"};
   auto d = parse(encode_message(m));
   EXPECT_EQ(str(d["type"]), "message");
@@ -695,8 +737,9 @@ TEST(Encode, MessageFieldsParseBack) {
 TEST(Encode, Ack) {
   EXPECT_EQ(encode_ack(std::nullopt, "general", "c1", 7, 1000),
             R"({"type":"ack","room":"general","client_msg_id":"c1","seq":7,"ts":1000})");
-  EXPECT_EQ(encode_ack(std::string("r\"1"), "general", "c1", 7, 1000),
-            R"({"type":"ack","ref":"r\"1","room":"general","client_msg_id":"c1","seq":7,"ts":1000})");
+  EXPECT_EQ(
+      encode_ack(std::string("r\"1"), "general", "c1", 7, 1000),
+      R"({"type":"ack","ref":"r\"1","room":"general","client_msg_id":"c1","seq":7,"ts":1000})");
   auto d = parse(encode_ack(std::string("x"), "g", "id\n", 1, 2));
   EXPECT_EQ(str(d["client_msg_id"]), "id\n");
 }
@@ -704,8 +747,9 @@ TEST(Encode, Ack) {
 TEST(Encode, Error) {
   EXPECT_EQ(encode_error(std::nullopt, ErrorCode::bad_request, "missing field \"room\""),
             R"({"type":"error","code":"bad_request","message":"missing field \"room\""})");
-  EXPECT_EQ(encode_error(std::string("r"), ErrorCode::rate_limited, "slow down", 250),
-            R"({"type":"error","ref":"r","code":"rate_limited","message":"slow down","retry_after_ms":250})");
+  EXPECT_EQ(
+      encode_error(std::string("r"), ErrorCode::rate_limited, "slow down", 250),
+      R"({"type":"error","ref":"r","code":"rate_limited","message":"slow down","retry_after_ms":250})");
   auto d = parse(encode_error(std::string("ref"), ErrorCode::unavailable, "store down"));
   EXPECT_EQ(str(d["code"]), "unavailable");
   EXPECT_EQ(str(d["ref"]), "ref");
@@ -726,13 +770,15 @@ TEST(Encode, ErrorCodeNames) {
 }
 
 TEST(Encode, History) {
-  std::vector<MessageView> msgs = {{"g", 1, "alice", "one", 10, "a"}, {"g", 2, "bob", "tw\"o", 20, "b"}};
+  std::vector<MessageView> msgs = {{"g", 1, "alice", "one", 10, "a"},
+                                   {"g", 2, "bob", "tw\"o", 20, "b"}};
   const std::string json = encode_history(std::string("h1"), "g", msgs, true);
-  EXPECT_EQ(json,
-            R"({"type":"history","ref":"h1","room":"g","messages":[)"
-            R"({"type":"message","room":"g","seq":1,"from":"alice","body":"one","ts":10,"client_msg_id":"a"},)"
-            R"({"type":"message","room":"g","seq":2,"from":"bob","body":"tw\"o","ts":20,"client_msg_id":"b"}],)"
-            R"("has_more":true})");
+  EXPECT_EQ(
+      json,
+      R"({"type":"history","ref":"h1","room":"g","messages":[)"
+      R"({"type":"message","room":"g","seq":1,"from":"alice","body":"one","ts":10,"client_msg_id":"a"},)"
+      R"({"type":"message","room":"g","seq":2,"from":"bob","body":"tw\"o","ts":20,"client_msg_id":"b"}],)"
+      R"("has_more":true})");
   auto d = parse(json);
   ASSERT_TRUE(d["messages"].IsArray());
   EXPECT_EQ(d["messages"].Size(), 2U);
@@ -745,19 +791,25 @@ TEST(Encode, OtherFramesExact) {
   EXPECT_EQ(encode_welcome("alice", "node-1", 1700000000000),
             R"({"type":"welcome","user":"alice","node":"node-1","server_time":1700000000000})");
   EXPECT_EQ(encode_synced(), R"({"type":"synced"})");
-  EXPECT_EQ(encode_joined(std::nullopt, "general", 0), R"({"type":"joined","room":"general","last_seq":0})");
+  EXPECT_EQ(encode_joined(std::nullopt, "general", 0),
+            R"({"type":"joined","room":"general","last_seq":0})");
   EXPECT_EQ(encode_joined(std::string("j"), "dm:a:b", 12),
             R"({"type":"joined","ref":"j","room":"dm:a:b","last_seq":12})");
   EXPECT_EQ(encode_left(std::nullopt, "general"), R"({"type":"left","room":"general"})");
-  EXPECT_EQ(encode_left(std::string("l"), "general"), R"({"type":"left","ref":"l","room":"general"})");
+  EXPECT_EQ(encode_left(std::string("l"), "general"),
+            R"({"type":"left","ref":"l","room":"general"})");
   EXPECT_EQ(encode_invited(std::string("i"), "secret", "bob"),
             R"({"type":"invited","ref":"i","room":"secret","user":"bob"})");
-  EXPECT_EQ(encode_invited(std::nullopt, "secret", "bob"), R"({"type":"invited","room":"secret","user":"bob"})");
-  EXPECT_EQ(encode_invitation("secret", "alice"), R"({"type":"invitation","room":"secret","by":"alice"})");
-  EXPECT_EQ(encode_typing("general", "alice"), R"({"type":"typing","room":"general","user":"alice"})");
+  EXPECT_EQ(encode_invited(std::nullopt, "secret", "bob"),
+            R"({"type":"invited","room":"secret","user":"bob"})");
+  EXPECT_EQ(encode_invitation("secret", "alice"),
+            R"({"type":"invitation","room":"secret","by":"alice"})");
+  EXPECT_EQ(encode_typing("general", "alice"),
+            R"({"type":"typing","room":"general","user":"alice"})");
   EXPECT_EQ(encode_read("general", 9), R"({"type":"read","room":"general","seq":9})");
   EXPECT_EQ(encode_presence("bob", true), R"({"type":"presence","user":"bob","status":"online"})");
-  EXPECT_EQ(encode_presence("bob", false), R"({"type":"presence","user":"bob","status":"offline"})");
+  EXPECT_EQ(encode_presence("bob", false),
+            R"({"type":"presence","user":"bob","status":"offline"})");
   EXPECT_EQ(encode_pong(std::nullopt), R"({"type":"pong"})");
   EXPECT_EQ(encode_pong(std::string("p")), R"({"type":"pong","ref":"p"})");
 }
@@ -767,11 +819,19 @@ TEST(Encode, AllFramesAreValidJsonWithHostileStrings) {
   const std::optional<std::string> ref = h;
   MessageView m{h, 1, h, h, 2, h};
   const std::string frames[] = {
-      encode_welcome(h, h, 1),        encode_message(m),          encode_ack(ref, h, h, 1, 2),
-      encode_joined(ref, h, 3),       encode_left(ref, h),        encode_invited(ref, h, h),
-      encode_invitation(h, h),        encode_history(ref, h, {m}, false),
-      encode_typing(h, h),            encode_read(h, 4),          encode_presence(h, true),
-      encode_pong(ref),               encode_error(ref, ErrorCode::internal, h, 5),
+      encode_welcome(h, h, 1),
+      encode_message(m),
+      encode_ack(ref, h, h, 1, 2),
+      encode_joined(ref, h, 3),
+      encode_left(ref, h),
+      encode_invited(ref, h, h),
+      encode_invitation(h, h),
+      encode_history(ref, h, {m}, false),
+      encode_typing(h, h),
+      encode_read(h, 4),
+      encode_presence(h, true),
+      encode_pong(ref),
+      encode_error(ref, ErrorCode::internal, h, 5),
   };
   for (const auto& f : frames) {
     auto d = parse(f);

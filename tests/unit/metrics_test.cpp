@@ -139,8 +139,7 @@ TEST(Metrics, ExpositionExact) {
   pm::Registry r;
   // Registration order is the output order, whatever the names.
   auto& sent = r.counter("parley_messages_total", "Messages received.", {{"result", "ok"}});
-  auto& rejected =
-      r.counter("parley_messages_total", "ignored", {{"result", "rejected"}});
+  auto& rejected = r.counter("parley_messages_total", "ignored", {{"result", "rejected"}});
   auto& conns = r.gauge("parley_connections", "Open WebSocket connections.");
   auto& lat = r.histogram("parley_ack_seconds", "Send-to-ack latency.", {0.001, 0.01, 0.1},
                           {{"node", "n\"1\\\n"}});

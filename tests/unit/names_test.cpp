@@ -95,10 +95,12 @@ TEST(Names, DmRoundTrip) {
 TEST(Names, Utf8CodePoints) {
   EXPECT_EQ(utf8_code_points(""), 0U);
   EXPECT_EQ(utf8_code_points("hello"), 5U);
-  EXPECT_EQ(utf8_code_points("é"), 1U);           // 2 bytes
-  EXPECT_EQ(utf8_code_points("€"), 1U);           // 3 bytes
+  EXPECT_EQ(utf8_code_points("é"), 1U);                 // 2 bytes
+  EXPECT_EQ(utf8_code_points("€"), 1U);                 // 3 bytes
   EXPECT_EQ(utf8_code_points("\xF0\x9F\x98\x80"), 1U);  // U+1F600, 4 bytes
-  EXPECT_EQ(utf8_code_points("a€b\xF0\x9F\x98\x80" "c"), 5U);
+  EXPECT_EQ(utf8_code_points("a€b\xF0\x9F\x98\x80"
+                             "c"),
+            5U);
 }
 
 TEST(Names, Utf8CodePointsMatchesBytewiseCountAtEveryLength) {

@@ -52,10 +52,12 @@ std::string raw_frame(std::uint8_t b0, std::string_view payload, bool masked = t
   } else {
     out.push_back(static_cast<char>(mask_bit | 127));
     for (int shift = 56; shift >= 0; shift -= 8) {
-      out.push_back(static_cast<char>((static_cast<std::uint64_t>(payload.size()) >> shift) & 0xFF));
+      out.push_back(
+          static_cast<char>((static_cast<std::uint64_t>(payload.size()) >> shift) & 0xFF));
     }
   }
-  const std::uint8_t k[4] = {static_cast<std::uint8_t>(key >> 24), static_cast<std::uint8_t>(key >> 16),
+  const std::uint8_t k[4] = {static_cast<std::uint8_t>(key >> 24),
+                             static_cast<std::uint8_t>(key >> 16),
                              static_cast<std::uint8_t>(key >> 8), static_cast<std::uint8_t>(key)};
   if (masked) {
     out.append(reinterpret_cast<const char*>(k), 4);
@@ -264,7 +266,10 @@ TEST(WsUtf8, DfaAgreesWithReferenceOnAllShortSequences) {
 }
 
 TEST(WsUtf8, IncrementalAcrossEverySplit) {
-  const std::string text = "ab\xC3\xA9" "cdefghij\xE2\x82\xAC" "klmnopqrstu\xF0\x9F\x98\x80vw";
+  const std::string text =
+      "ab\xC3\xA9"
+      "cdefghij\xE2\x82\xAC"
+      "klmnopqrstu\xF0\x9F\x98\x80vw";
   for (std::size_t i = 0; i <= text.size(); ++i) {
     std::uint32_t st = utf8_validate(utf8_accept, std::string_view(text).substr(0, i));
     ASSERT_NE(st, utf8_reject);
@@ -278,7 +283,7 @@ TEST(WsUtf8, IncrementalAcrossEverySplit) {
 
 TEST(WsUtf8, RandomBytesAgreeWithReference) {
   std::mt19937 rng(12345);
-  const std::string alphabet[] = {"a", "\x80", "\xBF", "\xC2", "\xDF", "\xE0", "\xED", "\xEF",
+  const std::string alphabet[] = {"a",    "\x80", "\xBF", "\xC2", "\xDF", "\xE0", "\xED",    "\xEF",
                                   "\xF0", "\xF4", "\xF5", "\xA0", "\x90", "\x8F", "\xC3\xA9"};
   for (int iter = 0; iter < 20000; ++iter) {
     std::string s;
@@ -307,10 +312,9 @@ TEST(WsParser, EmptyTextFrame) {
 }
 
 TEST(WsParser, SeveralFramesInOneFeed) {
-  std::string bytes = make_client_frame(Opcode::text, "one", key1) +
-                      make_client_frame(Opcode::text, "two", key2) +
-                      make_client_frame(Opcode::ping, "p", key1) +
-                      make_client_frame(Opcode::text, "three", 0);
+  std::string bytes =
+      make_client_frame(Opcode::text, "one", key1) + make_client_frame(Opcode::text, "two", key2) +
+      make_client_frame(Opcode::ping, "p", key1) + make_client_frame(Opcode::text, "three", 0);
   FrameParser p;
   std::vector<FrameEvent> ev;
   EXPECT_EQ(p.feed(bytes, ev), bytes.size());
@@ -479,9 +483,9 @@ TEST(WsParser, PartialHeaderIsNotConsumed) {
   FrameParser p;
   std::vector<FrameEvent> ev;
   EXPECT_EQ(p.feed(f.substr(0, 1), ev), 0U);
-  EXPECT_EQ(p.feed(f.substr(0, 3), ev), 0U);   // extended length incomplete
-  EXPECT_EQ(p.feed(f.substr(0, 7), ev), 0U);   // mask key incomplete
-  EXPECT_EQ(p.feed(f.substr(0, 8), ev), 8U);   // header taken; payload streams from here on
+  EXPECT_EQ(p.feed(f.substr(0, 3), ev), 0U);  // extended length incomplete
+  EXPECT_EQ(p.feed(f.substr(0, 7), ev), 0U);  // mask key incomplete
+  EXPECT_EQ(p.feed(f.substr(0, 8), ev), 8U);  // header taken; payload streams from here on
   EXPECT_EQ(p.feed(f.substr(8, 50), ev), 50U);
   EXPECT_TRUE(ev.empty());
   EXPECT_EQ(p.feed(f.substr(58), ev), f.size() - 58);
@@ -505,8 +509,8 @@ TEST(WsParser, PartialControlFrameWaitsUntilWhole) {
 TEST(WsParserClose, EmptyCloseIs1005) {
   FrameParser p;
   std::vector<FrameEvent> ev;
-  const std::string bytes = make_client_frame(Opcode::close, "", key1) +
-                            make_client_frame(Opcode::text, "after", key1);
+  const std::string bytes =
+      make_client_frame(Opcode::close, "", key1) + make_client_frame(Opcode::text, "after", key1);
   const std::size_t n = p.feed(bytes, ev);
   ASSERT_EQ(ev.size(), 1U);
   EXPECT_EQ(ev[0].kind, Kind::close);
@@ -520,7 +524,8 @@ TEST(WsParserClose, EmptyCloseIs1005) {
 }
 
 TEST(WsParserClose, CodeAndReason) {
-  auto ev = parse_all(make_client_frame(Opcode::close, close_payload(1001, "going \xC3\xA9"), key2));
+  auto ev =
+      parse_all(make_client_frame(Opcode::close, close_payload(1001, "going \xC3\xA9"), key2));
   ASSERT_EQ(ev.size(), 1U);
   EXPECT_EQ(ev[0].kind, Kind::close);
   EXPECT_EQ(ev[0].code, 1001);
@@ -528,12 +533,13 @@ TEST(WsParserClose, CodeAndReason) {
 }
 
 TEST(WsParserClose, OneByteIsProtocolError) {
-  expect_error(parse_all(make_client_frame(Opcode::close, "\x03", key1)), close_code::protocol_error);
+  expect_error(parse_all(make_client_frame(Opcode::close, "\x03", key1)),
+               close_code::protocol_error);
 }
 
 TEST(WsParserClose, ValidCodes) {
-  for (std::uint16_t code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999,
-                             4000, 4999}) {
+  for (std::uint16_t code :
+       {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999}) {
     auto ev = parse_all(make_client_frame(Opcode::close, close_payload(code), key1));
     ASSERT_EQ(ev.size(), 1U);
     EXPECT_EQ(ev[0].kind, Kind::close) << code;
@@ -542,8 +548,8 @@ TEST(WsParserClose, ValidCodes) {
 }
 
 TEST(WsParserClose, InvalidCodes) {
-  for (std::uint16_t code : {0, 1, 999, 1004, 1005, 1006, 1012, 1015, 1016, 1100, 2000, 2999,
-                             5000, 65535}) {
+  for (std::uint16_t code :
+       {0, 1, 999, 1004, 1005, 1006, 1012, 1015, 1016, 1100, 2000, 2999, 5000, 65535}) {
     expect_error(parse_all(make_client_frame(Opcode::close, close_payload(code), key1)),
                  close_code::protocol_error);
   }
@@ -552,8 +558,9 @@ TEST(WsParserClose, InvalidCodes) {
 TEST(WsParserClose, InvalidUtf8Reason) {
   expect_error(parse_all(make_client_frame(Opcode::close, close_payload(1000, "bad \xC3"), key1)),
                close_code::invalid_payload);
-  expect_error(parse_all(make_client_frame(Opcode::close, close_payload(1000, "\xED\xA0\x80"), key1)),
-               close_code::invalid_payload);
+  expect_error(
+      parse_all(make_client_frame(Opcode::close, close_payload(1000, "\xED\xA0\x80"), key1)),
+      close_code::invalid_payload);
 }
 
 // ---- Parser: protocol errors ----

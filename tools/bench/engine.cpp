@@ -100,16 +100,26 @@ std::uint64_t uint_field(std::string_view json, std::string_view key_colon) {
 // ---------------------------------------------------------------------------------------------
 
 struct Conn {
-  enum class St : std::uint8_t { pending, connecting, upgrading, authing, syncing, acting, live, leaving, closed };
+  enum class St : std::uint8_t {
+    pending,
+    connecting,
+    upgrading,
+    authing,
+    syncing,
+    acting,
+    live,
+    leaving,
+    closed
+  };
   int fd = -1;
   St st = St::pending;
   bool churn = false;
   bool epollout = false;
   ConnSpec spec;
-  std::uint32_t index = 0;   // global index (source address choice)
-  std::uint32_t user = 0;    // the token used (churn connections rotate)
-  std::string carry;         // bytes received but not yet parsed
-  std::string out;           // bytes not yet written
+  std::uint32_t index = 0;  // global index (source address choice)
+  std::uint32_t user = 0;   // the token used (churn connections rotate)
+  std::string carry;        // bytes received but not yet parsed
+  std::string out;          // bytes not yet written
   std::size_t out_off = 0;
   std::uint64_t last_seq = 0;
   std::int64_t t_start = 0;
@@ -202,7 +212,8 @@ class Worker {
 Worker::Worker(Engine& e, unsigned index) : e_(e), index_(index), rbuf_(kReadBuf) {
   ep_ = ::epoll_create1(EPOLL_CLOEXEC);
   tfd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (ep_ < 0 || tfd_ < 0) throw std::runtime_error("epoll/timerfd: " + std::string(std::strerror(errno)));
+  if (ep_ < 0 || tfd_ < 0)
+    throw std::runtime_error("epoll/timerfd: " + std::string(std::strerror(errno)));
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = &tfd_;
@@ -245,7 +256,8 @@ std::size_t Worker::closed() const {
 
 void Worker::count_members(std::vector<std::uint32_t>& m) const {
   for (const auto& c : conns_) {
-    if (c->st == Conn::St::live && c->spec.room >= 0 && static_cast<std::size_t>(c->spec.room) < m.size()) {
+    if (c->st == Conn::St::live && c->spec.room >= 0 &&
+        static_cast<std::size_t>(c->spec.room) < m.size()) {
       ++m[static_cast<std::size_t>(c->spec.room)];
     }
   }
@@ -389,7 +401,8 @@ void Worker::close_conn(Conn* c, bool rst) {
 }
 
 void Worker::fail(Conn* c, std::string_view why) {
-  const bool opening = c->st != Conn::St::live && c->st != Conn::St::leaving && c->st != Conn::St::closed;
+  const bool opening =
+      c->st != Conn::St::live && c->st != Conn::St::leaving && c->st != Conn::St::closed;
   note_error(why);
   close_conn(c);
   if (!st_) return;
@@ -533,7 +546,8 @@ void Worker::on_frame(Conn* c, std::uint8_t op, std::string_view payload, std::i
       return;
     }
     case 0x9:
-      c->out.append(ws::make_client_frame(ws::Opcode::pong, payload, static_cast<std::uint32_t>(rng_)));
+      c->out.append(
+          ws::make_client_frame(ws::Opcode::pong, payload, static_cast<std::uint32_t>(rng_)));
       flush(c);
       return;
     case 0xA:
@@ -565,7 +579,8 @@ void Worker::on_text(Conn* c, std::string_view p, std::int64_t now) {
       if (starts_with(t, "welcome\"") && c->st == Conn::St::authing) {
         if (c->churn) {
           ++st_->handshakes;
-          if (now >= churn_->t0 + churn_->warmup_ns && now < churn_->t0 + churn_->warmup_ns + churn_->duration_ns) {
+          if (now >= churn_->t0 + churn_->warmup_ns &&
+              now < churn_->t0 + churn_->warmup_ns + churn_->duration_ns) {
             ++st_->handshakes_in_window;
             st_->connect.record(now - c->t_start);
           }
@@ -583,9 +598,10 @@ void Worker::on_text(Conn* c, std::string_view p, std::int64_t now) {
           return;
         }
         const std::string& room = e_.options().rooms[static_cast<std::size_t>(c->spec.room)];
-        std::string req = c->spec.action == Action::create
-                              ? "{\"type\":\"create\",\"room\":\"" + room + "\",\"visibility\":\"public\"}"
-                              : "{\"type\":\"join\",\"room\":\"" + room + "\"}";
+        std::string req =
+            c->spec.action == Action::create
+                ? "{\"type\":\"create\",\"room\":\"" + room + "\",\"visibility\":\"public\"}"
+                : "{\"type\":\"join\",\"room\":\"" + room + "\"}";
         c->st = Conn::St::acting;
         send_text(c, req);
         flush(c);
@@ -629,15 +645,21 @@ bool fast_message_fields(std::string_view p, std::uint64_t& seq, std::string_vie
   const char* e = p.data() + p.size();
   if (p.size() < kHead.size()) return false;
   auto q = static_cast<const char*>(std::memchr(s, '"', static_cast<std::size_t>(e - s)));
-  if (!q || static_cast<std::size_t>(e - q) < kSeq.size() || std::memcmp(q, kSeq.data(), kSeq.size()) != 0) return false;
+  if (!q || static_cast<std::size_t>(e - q) < kSeq.size() ||
+      std::memcmp(q, kSeq.data(), kSeq.size()) != 0)
+    return false;
   s = q + kSeq.size();
   auto r = std::from_chars(s, e, seq);
   if (r.ec != std::errc()) return false;
   s = r.ptr;
-  if (static_cast<std::size_t>(e - s) < kFrom.size() || std::memcmp(s, kFrom.data(), kFrom.size()) != 0) return false;
+  if (static_cast<std::size_t>(e - s) < kFrom.size() ||
+      std::memcmp(s, kFrom.data(), kFrom.size()) != 0)
+    return false;
   s += kFrom.size();
   q = static_cast<const char*>(std::memchr(s, '"', static_cast<std::size_t>(e - s)));
-  if (!q || static_cast<std::size_t>(e - q) < kBody.size() || std::memcmp(q, kBody.data(), kBody.size()) != 0) return false;
+  if (!q || static_cast<std::size_t>(e - q) < kBody.size() ||
+      std::memcmp(q, kBody.data(), kBody.size()) != 0)
+    return false;
   s = q + kBody.size();
   body = std::string_view(s, static_cast<std::size_t>(e - s));
   return true;
@@ -647,11 +669,14 @@ bool fast_message_fields(std::string_view p, std::uint64_t& seq, std::string_vie
 bool fast_ack_id(std::string_view p, std::string_view& id) {
   static constexpr std::string_view kHead = "{\"type\":\"ack\",\"room\":\"";
   static constexpr std::string_view kId = "\",\"client_msg_id\":\"";
-  if (p.size() < kHead.size() || std::memcmp(p.data(), kHead.data(), kHead.size()) != 0) return false;
+  if (p.size() < kHead.size() || std::memcmp(p.data(), kHead.data(), kHead.size()) != 0)
+    return false;
   const char* s = p.data() + kHead.size();
   const char* e = p.data() + p.size();
   auto q = static_cast<const char*>(std::memchr(s, '"', static_cast<std::size_t>(e - s)));
-  if (!q || static_cast<std::size_t>(e - q) < kId.size() || std::memcmp(q, kId.data(), kId.size()) != 0) return false;
+  if (!q || static_cast<std::size_t>(e - q) < kId.size() ||
+      std::memcmp(q, kId.data(), kId.size()) != 0)
+    return false;
   s = q + kId.size();
   id = std::string_view(s, static_cast<std::size_t>(e - s));
   return true;
@@ -724,8 +749,10 @@ void Worker::poll(int timeout_ms) {
     if (evs[i].data.ptr == &tfd_) {
       std::uint64_t x;
       [[maybe_unused]] auto r = ::read(tfd_, &x, sizeof x);
-      if (mode_ == Mode::traffic) traffic_tick(now);
-      else if (mode_ == Mode::idle) idle_tick(now);
+      if (mode_ == Mode::traffic)
+        traffic_tick(now);
+      else if (mode_ == Mode::idle)
+        idle_tick(now);
       continue;
     }
     on_event(static_cast<Conn*>(evs[i].data.ptr), evs[i].events, now);
@@ -737,12 +764,14 @@ void Worker::run_open(PhaseStats& st) {
   st_ = &st;
   // Reopen what the server closed since (those are members already: no action again).
   for (auto& c : conns_) {
-    if (c->st == Conn::St::closed && std::find(to_open_.begin(), to_open_.end(), c.get()) == to_open_.end()) {
+    if (c->st == Conn::St::closed &&
+        std::find(to_open_.begin(), to_open_.end(), c.get()) == to_open_.end()) {
       c->spec.action = Action::none;
       to_open_.push_back(c.get());
     }
   }
-  const std::size_t limit = std::max<std::size_t>(1, e_.options().open_concurrency / std::max(1u, e_.options().threads));
+  const std::size_t limit =
+      std::max<std::size_t>(1, e_.options().open_concurrency / std::max(1u, e_.options().threads));
   const std::int64_t deadline = now_ns() + e_.options().open_timeout_ns;
   open_next_ = 0;
   inflight_ = 0;
@@ -750,13 +779,16 @@ void Worker::run_open(PhaseStats& st) {
     std::int64_t now = now_ns();
     while (inflight_ < limit && open_next_ < to_open_.size()) {
       Conn* c = to_open_[open_next_++];
-      if (start_connect(c, now)) ++inflight_;
-      else ++st.failed;
+      if (start_connect(c, now))
+        ++inflight_;
+      else
+        ++st.failed;
     }
     if (inflight_ == 0 && open_next_ >= to_open_.size()) break;
     if (now > deadline) {
       for (Conn* c : to_open_) {
-        if (c->st != Conn::St::live && c->st != Conn::St::closed) fail(c, "timed out opening the connection");
+        if (c->st != Conn::St::live && c->st != Conn::St::closed)
+          fail(c, "timed out opening the connection");
       }
       break;
     }
@@ -824,7 +856,8 @@ void Worker::traffic_tick(std::int64_t now) {
   touched_.clear();
   const auto& rooms = e_.options().rooms;
   for (;;) {
-    const std::int64_t t = plan_->t0 + static_cast<std::int64_t>(static_cast<double>(next_k_) * interval_ns_);
+    const std::int64_t t =
+        plan_->t0 + static_cast<std::int64_t>(static_cast<double>(next_k_) * interval_ns_);
     if (t > horizon) break;
     const std::uint64_t k = next_k_++;
     Conn* c = nullptr;
@@ -870,7 +903,9 @@ void Worker::run_idle(const IdlePlan& p, PhaseStats& st) {
   // Stagger the pings evenly over one interval.
   std::size_t i = 0, n = conns_.size();
   for (auto& c : conns_) {
-    c->next_ping = start + static_cast<std::int64_t>(static_cast<double>(ping_interval_) * static_cast<double>(i++) / static_cast<double>(std::max<std::size_t>(1, n)));
+    c->next_ping = start + static_cast<std::int64_t>(
+                               static_cast<double>(ping_interval_) * static_cast<double>(i++) /
+                               static_cast<double>(std::max<std::size_t>(1, n)));
   }
   arm_timer(50'000'000);
   while (now_ns() < end) poll(100);
@@ -977,7 +1012,9 @@ Engine::Engine(EngineOptions o) : o_(std::move(o)) {
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  if (::getaddrinfo(o_.target.host.c_str(), std::to_string(o_.target.port).c_str(), &hints, &res) != 0 || !res) {
+  if (::getaddrinfo(o_.target.host.c_str(), std::to_string(o_.target.port).c_str(), &hints, &res) !=
+          0 ||
+      !res) {
     throw std::runtime_error("cannot resolve " + o_.target.host);
   }
   std::memcpy(&addr_, res->ai_addr, sizeof addr_);
@@ -995,7 +1032,9 @@ Engine::Engine(EngineOptions o) : o_(std::move(o)) {
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
 }
 
-Engine::~Engine() { close_all(); }
+Engine::~Engine() {
+  close_all();
+}
 
 void Engine::add(const ConnSpec& spec) {
   auto g = static_cast<std::uint32_t>(added_++);
@@ -1026,10 +1065,12 @@ PhaseStats Engine::traffic(const TrafficPlan& plan, const std::function<void()>&
   // Each worker paces its own senders at their share of the total rate.
   std::vector<std::size_t> senders(workers_.size(), 0);
   std::size_t total = 0;
-  for (std::size_t i = 0; i < workers_.size(); ++i) total += senders[i] = workers_[i]->live_senders();
+  for (std::size_t i = 0; i < workers_.size(); ++i)
+    total += senders[i] = workers_[i]->live_senders();
   std::vector<double> rates(workers_.size(), 0.0);
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (total > 0) rates[i] = plan.rate * static_cast<double>(senders[i]) / static_cast<double>(total);
+    if (total > 0)
+      rates[i] = plan.rate * static_cast<double>(senders[i]) / static_cast<double>(total);
   }
   return run([&](Worker& w, PhaseStats& st) { w.run_traffic(plan, rates[w.index()], shared, st); },
              controller);

@@ -41,25 +41,25 @@ struct Target {
 enum class Action : std::uint8_t { none, create, join };
 
 struct ConnSpec {
-  std::uint32_t user = 0;    // index into the tokens
-  std::int32_t room = -1;    // index into the room names; -1: none
+  std::uint32_t user = 0;  // index into the tokens
+  std::int32_t room = -1;  // index into the room names; -1: none
   Action action = Action::none;
   bool sender = false;
 };
 
 // What a phase counted, summed over the workers.
 struct PhaseStats {
-  std::uint64_t opened = 0, failed = 0;          // open: connections made live / failed
-  std::uint64_t sent = 0, sent_measured = 0;     // traffic: send frames written
-  std::uint64_t expected_measured = 0;           // deliveries due for the measured sends
-  std::uint64_t delivered = 0;                   // message frames of this trial received
-  std::uint64_t delivered_measured = 0;          // ... of measured sends
-  std::uint64_t delivered_in_window = 0;         // ... received inside the window
+  std::uint64_t opened = 0, failed = 0;       // open: connections made live / failed
+  std::uint64_t sent = 0, sent_measured = 0;  // traffic: send frames written
+  std::uint64_t expected_measured = 0;        // deliveries due for the measured sends
+  std::uint64_t delivered = 0;                // message frames of this trial received
+  std::uint64_t delivered_measured = 0;       // ... of measured sends
+  std::uint64_t delivered_in_window = 0;      // ... received inside the window
   std::uint64_t acks = 0, acks_measured = 0;
-  std::uint64_t stale = 0;                       // message frames of earlier trials or runs
+  std::uint64_t stale = 0;  // message frames of earlier trials or runs
   std::uint64_t errors = 0, rate_limited = 0;
-  std::uint64_t gaps = 0;                        // a room's seq not last + 1
-  std::uint64_t closes = 0;                      // the server closed a connection
+  std::uint64_t gaps = 0;    // a room's seq not last + 1
+  std::uint64_t closes = 0;  // the server closed a connection
   std::uint64_t pings = 0, pongs = 0;
   std::uint64_t handshakes = 0, handshakes_in_window = 0;
   std::uint64_t left = 0;
@@ -77,19 +77,19 @@ struct EngineOptions {
   unsigned source_ips = 1;  // >1: bind connection i to 127.0.0.(1 + i % source_ips)
   std::vector<std::string> tokens;
   std::vector<std::string> rooms;
-  unsigned open_concurrency = 256;    // handshakes in flight while opening
+  unsigned open_concurrency = 256;  // handshakes in flight while opening
   std::int64_t open_timeout_ns = 120'000'000'000;
 };
 
 struct TrafficPlan {
-  double rate = 1000;              // messages per second over all senders
+  double rate = 1000;  // messages per second over all senders
   std::size_t body_bytes = 100;
-  std::int64_t t0 = 0;             // first send is due at t0 (monotonic ns)
-  std::int64_t warmup_ns = 0;      // sends due before t0 + warmup are not measured
-  std::int64_t duration_ns = 0;    // sends due in [t0 + warmup, t0 + warmup + duration) are
-  std::int64_t drain_ns = 0;       // after the last send, wait this long at most for stragglers
+  std::int64_t t0 = 0;           // first send is due at t0 (monotonic ns)
+  std::int64_t warmup_ns = 0;    // sends due before t0 + warmup are not measured
+  std::int64_t duration_ns = 0;  // sends due in [t0 + warmup, t0 + warmup + duration) are
+  std::int64_t drain_ns = 0;     // after the last send, wait this long at most for stragglers
   std::int64_t tick_ns = 1'000'000;
-  std::string run_id;              // with `trial`, marks this trial's frames
+  std::string run_id;  // with `trial`, marks this trial's frames
   std::uint32_t trial = 0;
   std::vector<std::uint32_t> members;  // per room: live connections (deliveries per message)
 };
@@ -102,7 +102,7 @@ struct IdlePlan {
 struct ChurnPlan {
   unsigned concurrency = 64;
   std::int64_t t0 = 0, warmup_ns = 0, duration_ns = 0;
-  std::uint32_t users = 1;         // cycles through tokens [0, users)
+  std::uint32_t users = 1;  // cycles through tokens [0, users)
 };
 
 class Worker;

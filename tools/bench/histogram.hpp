@@ -47,7 +47,9 @@ class Histogram {
   std::uint64_t count() const { return count_; }
   std::uint64_t max() const { return max_; }
   std::uint64_t min() const { return count_ ? min_ : 0; }
-  double mean() const { return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0; }
+  double mean() const {
+    return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0;
+  }
 
   // The value below which `p` percent of the samples fall (0 when empty).
   std::uint64_t percentile(double p) const {
@@ -65,7 +67,7 @@ class Histogram {
 
   static std::size_t index(std::uint64_t v) {
     if (v < kSub) return static_cast<std::size_t>(v);
-    const int e = 63 - std::countl_zero(v);  // >= kSubBits
+    const int e = 63 - std::countl_zero(v);         // >= kSubBits
     const std::uint64_t sub = v >> (e - kSubBits);  // in [kSub, 2 kSub)
     return static_cast<std::size_t>((e - kSubBits + 1) * kSub + (sub - kSub));
   }

@@ -96,12 +96,17 @@ std::string loadavg() {
 }
 
 json machine_json(const std::string& load_at_start) {
-  return json{{"nproc", std::thread::hardware_concurrency()}, {"loadavg_at_start", load_at_start},
+  return json{{"nproc", std::thread::hardware_concurrency()},
+              {"loadavg_at_start", load_at_start},
               {"loadavg_at_end", loadavg()}};
 }
 
-double ms(std::uint64_t ns) { return static_cast<double>(ns) / 1e6; }
-double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
+double ms(std::uint64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
+double round3(double v) {
+  return std::round(v * 1000.0) / 1000.0;
+}
 
 json latency_json(const Histogram& h) {
   return json{{"count", h.count()},
@@ -115,7 +120,8 @@ json latency_json(const Histogram& h) {
 
 std::string lat_line(const char* name, const Histogram& h) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "  %-22s p50 %8.3f  p90 %8.3f  p99 %8.3f  p99.9 %8.3f  max %8.3f ms  (n=%llu)\n",
+  std::snprintf(buf, sizeof buf,
+                "  %-22s p50 %8.3f  p90 %8.3f  p99 %8.3f  p99.9 %8.3f  max %8.3f ms  (n=%llu)\n",
                 name, ms(h.percentile(50)), ms(h.percentile(90)), ms(h.percentile(99)),
                 ms(h.percentile(99.9)), ms(h.max()), static_cast<unsigned long long>(h.count()));
   return buf;
@@ -142,7 +148,8 @@ json server_json(const ServerSnapshot& a, const ServerSnapshot& b, double window
 std::string describe_errors(const PhaseStats& st) {
   std::string out;
   for (const auto& [k, v] : st.error_codes) out += " " + k + "=" + std::to_string(v);
-  for (const auto& [k, v] : st.close_codes) out += " close" + std::to_string(k) + "=" + std::to_string(v);
+  for (const auto& [k, v] : st.close_codes)
+    out += " close" + std::to_string(k) + "=" + std::to_string(v);
   return out;
 }
 
@@ -221,7 +228,8 @@ json trial_json(const Trial& t, bool ingest) {
   double cpu = t.b.cpu_s - t.a.cpu_s;
   double deliveries = t.b.has_counters ? t.b.delivered - t.a.delivered
                                        : static_cast<double>(t.st.delivered_in_window);
-  if (deliveries > 0 && t.a.ok && t.b.ok) j["server"]["cpu_s_per_million_deliveries"] = round3(cpu / (deliveries / 1e6));
+  if (deliveries > 0 && t.a.ok && t.b.ok)
+    j["server"]["cpu_s_per_million_deliveries"] = round3(cpu / (deliveries / 1e6));
   if (ingest && t.acks_per_s > 0 && t.a.ok && t.b.ok) {
     j["server"]["cpu_us_per_send"] = round3(cpu / (t.acks_per_s * t.window_s) * 1e6);
   }
@@ -272,7 +280,8 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
   eo.tokens = tokens;
   eo.open_concurrency = c.open_concurrency;
   const char* tag = scenario == "fanout" ? "bf" : scenario == "rooms" ? "br" : "bi";
-  for (unsigned r = 0; r < L.rooms; ++r) eo.rooms.push_back(std::string(tag) + "-" + run_id + "-" + std::to_string(r));
+  for (unsigned r = 0; r < L.rooms; ++r)
+    eo.rooms.push_back(std::string(tag) + "-" + run_id + "-" + std::to_string(r));
   Engine engine(eo);
 
   // Users are spread over rooms: user u belongs to room u % rooms; the j-th connection of room
@@ -307,7 +316,8 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
     Trial tr;
     tr.rate = rate;
     if (engine.closed() > 0) {
-      if (!c.quiet) std::fprintf(stderr, "reopening %zu connections the server closed\n", engine.closed());
+      if (!c.quiet)
+        std::fprintf(stderr, "reopening %zu connections the server closed\n", engine.closed());
       engine.open();
     }
     TrafficPlan plan;
@@ -334,8 +344,12 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
     tr.window_s = c.duration_s;
     tr.gen_cpu_s = gen_b - gen_a;
     const auto& st = tr.st;
-    tr.ratio = st.expected_measured ? static_cast<double>(st.delivered_measured) / static_cast<double>(st.expected_measured) : 0.0;
-    tr.ack_ratio = st.sent_measured ? static_cast<double>(st.acks_measured) / static_cast<double>(st.sent_measured) : 0.0;
+    tr.ratio = st.expected_measured ? static_cast<double>(st.delivered_measured) /
+                                          static_cast<double>(st.expected_measured)
+                                    : 0.0;
+    tr.ack_ratio = st.sent_measured ? static_cast<double>(st.acks_measured) /
+                                          static_cast<double>(st.sent_measured)
+                                    : 0.0;
     tr.deliveries_per_s = static_cast<double>(st.delivered_in_window) / c.duration_s;
     tr.sends_per_s = static_cast<double>(st.sent_measured) / c.duration_s;
     tr.acks_per_s = static_cast<double>(st.acks_measured) / c.duration_s;
@@ -345,7 +359,8 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
     if (st.sent_measured == 0) why += "nothing sent; ";
     if (tr.ratio < t.min_ratio) why += "delivery ratio " + std::to_string(tr.ratio) + "; ";
     if (tr.ack_ratio < t.min_ratio) why += "ack ratio " + std::to_string(tr.ack_ratio) + "; ";
-    if (p99 > bound_ms) why += "p99 " + std::to_string(p99) + " ms > " + std::to_string(bound_ms) + " ms; ";
+    if (p99 > bound_ms)
+      why += "p99 " + std::to_string(p99) + " ms > " + std::to_string(bound_ms) + " ms; ";
     if (st.closes > 0) why += std::to_string(st.closes) + " connections closed by the server; ";
     if (st.errors > 0) why += std::to_string(st.errors) + " error frames;";
     tr.pass = why.empty();
@@ -355,8 +370,10 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
                    static_cast<unsigned long long>(st.rate_limited), kRateLimitNote);
     }
     if (!c.quiet) {
-      std::fprintf(stderr, "trial %u: rate %.0f/s -> %.0f deliveries/s, ratio %.4f, %s p99 %.3f ms%s%s\n", trial_no, rate,
-                   tr.deliveries_per_s, tr.ratio, ingest ? "ack" : "e2e", p99, tr.pass ? "" : "  FAIL: ", tr.why.c_str());
+      std::fprintf(stderr,
+                   "trial %u: rate %.0f/s -> %.0f deliveries/s, ratio %.4f, %s p99 %.3f ms%s%s\n",
+                   trial_no, rate, tr.deliveries_per_s, tr.ratio, ingest ? "ack" : "e2e", p99,
+                   tr.pass ? "" : "  FAIL: ", tr.why.c_str());
     }
     return tr;
   };
@@ -370,11 +387,16 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
       Trial tr = run_trial(r, step);
       const bool pass = tr.pass;
       trials.push_back(std::move(tr));
-      if (pass) lo = r;
-      else hi = r;
-      if (std::isinf(hi)) r = r * t.max_factor;
-      else if (lo == 0) r = hi / t.max_factor;
-      else r = (lo + hi) / 2;
+      if (pass)
+        lo = r;
+      else
+        hi = r;
+      if (std::isinf(hi))
+        r = r * t.max_factor;
+      else if (lo == 0)
+        r = hi / t.max_factor;
+      else
+        r = (lo + hi) / 2;
       if (!std::isinf(hi) && lo > 0 && (hi - lo) / hi < 0.05) break;
       if (r < 1) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -397,53 +419,72 @@ int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOpti
 
   std::printf("parley-bench %s  target %s  %s\n", scenario.c_str(), c.url.c_str(),
               t.max ? "(--max search)" : "");
-  std::printf("  rooms %u x %u connections (%zu total), %u users, %u senders, body %u B, window %.1f s after %.1f s warm-up, generator threads %u\n",
-              L.rooms, L.room_size, total_conns, L.users, L.senders, t.body_bytes, c.duration_s, c.warmup_s, c.threads);
+  std::printf(
+      "  rooms %u x %u connections (%zu total), %u users, %u senders, body %u B, window %.1f s "
+      "after %.1f s warm-up, generator threads %u\n",
+      L.rooms, L.room_size, total_conns, L.users, L.senders, t.body_bytes, c.duration_s, c.warmup_s,
+      c.threads);
   std::printf("  server probe: %s\n", env.probe.describe().c_str());
   std::printf("  note: %s\n\n", kRateLimitNote);
-  std::printf("  %10s %12s %12s %8s %9s %9s %9s %9s %9s %8s %9s %9s  %s\n", "rate/s", "sends/s", "deliv/s", "ratio",
-              "e2e p50", "e2e p99", "e2e p99.9", "e2e max", "ack p99", "srv cpu%", "cpu s/M", "srv wait", "pass");
+  std::printf("  %10s %12s %12s %8s %9s %9s %9s %9s %9s %8s %9s %9s  %s\n", "rate/s", "sends/s",
+              "deliv/s", "ratio", "e2e p50", "e2e p99", "e2e p99.9", "e2e max", "ack p99",
+              "srv cpu%", "cpu s/M", "srv wait", "pass");
   for (const auto& tr : trials) {
     double cpu = tr.b.cpu_s - tr.a.cpu_s;
-    double dl = tr.b.has_counters ? tr.b.delivered - tr.a.delivered : static_cast<double>(tr.st.delivered_in_window);
-    const std::string wait = tr.a.has_sched && tr.b.has_sched
-                                 ? std::to_string(static_cast<int>(std::lround(tr.b.sched_wait_s - tr.a.sched_wait_s))) + " s"
-                                 : std::string("-");
-    std::printf("  %10.0f %12.0f %12.0f %8.4f %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %9.3f %9s  %s\n", tr.rate, tr.sends_per_s,
-                tr.deliveries_per_s, tr.ratio, ms(tr.st.e2e.percentile(50)), ms(tr.st.e2e.percentile(99)),
+    double dl = tr.b.has_counters ? tr.b.delivered - tr.a.delivered
+                                  : static_cast<double>(tr.st.delivered_in_window);
+    const std::string wait =
+        tr.a.has_sched && tr.b.has_sched
+            ? std::to_string(static_cast<int>(std::lround(tr.b.sched_wait_s - tr.a.sched_wait_s))) +
+                  " s"
+            : std::string("-");
+    std::printf("  %10.0f %12.0f %12.0f %8.4f %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %9.3f %9s  %s\n",
+                tr.rate, tr.sends_per_s, tr.deliveries_per_s, tr.ratio,
+                ms(tr.st.e2e.percentile(50)), ms(tr.st.e2e.percentile(99)),
                 ms(tr.st.e2e.percentile(99.9)), ms(tr.st.e2e.max()), ms(tr.st.ack.percentile(99)),
                 cpu / tr.window_s * 100.0, dl > 0 ? cpu / (dl / 1e6) : 0.0, wait.c_str(),
                 tr.pass ? "yes" : ("no: " + tr.why).c_str());
   }
-  std::printf("\n  %s: rate %.0f/s\n", t.max ? (best ? "best passing" : "no passing rate; last") : "result", main.rate);
-  std::printf("  sent %llu (measured), acked %llu, expected deliveries %llu, delivered %llu, ratio %.6f\n",
-              static_cast<unsigned long long>(main.st.sent_measured), static_cast<unsigned long long>(main.st.acks_measured),
-              static_cast<unsigned long long>(main.st.expected_measured),
-              static_cast<unsigned long long>(main.st.delivered_measured), main.ratio);
-  std::printf("  deliveries/s %.0f, sends/s %.0f, acks/s %.0f\n", main.deliveries_per_s, main.sends_per_s, main.acks_per_s);
+  std::printf("\n  %s: rate %.0f/s\n",
+              t.max ? (best ? "best passing" : "no passing rate; last") : "result", main.rate);
+  std::printf(
+      "  sent %llu (measured), acked %llu, expected deliveries %llu, delivered %llu, ratio %.6f\n",
+      static_cast<unsigned long long>(main.st.sent_measured),
+      static_cast<unsigned long long>(main.st.acks_measured),
+      static_cast<unsigned long long>(main.st.expected_measured),
+      static_cast<unsigned long long>(main.st.delivered_measured), main.ratio);
+  std::printf("  deliveries/s %.0f, sends/s %.0f, acks/s %.0f\n", main.deliveries_per_s,
+              main.sends_per_s, main.acks_per_s);
   std::printf("%s", lat_line("end-to-end latency", main.st.e2e).c_str());
   std::printf("%s", lat_line("ack latency", main.st.ack).c_str());
-  std::printf("  server CPU %.2f s in %.1f s (%.1f%% of a core), RSS %.1f MiB; generator CPU %.2f s\n",
-              main.b.cpu_s - main.a.cpu_s, main.window_s, (main.b.cpu_s - main.a.cpu_s) / main.window_s * 100,
-              main.b.rss_bytes / 1048576.0, main.gen_cpu_s);
+  std::printf(
+      "  server CPU %.2f s in %.1f s (%.1f%% of a core), RSS %.1f MiB; generator CPU %.2f s\n",
+      main.b.cpu_s - main.a.cpu_s, main.window_s,
+      (main.b.cpu_s - main.a.cpu_s) / main.window_s * 100, main.b.rss_bytes / 1048576.0,
+      main.gen_cpu_s);
   if (main.a.has_sched && main.b.has_sched) {
-    std::printf("  server threads on CPU %.2f s, runnable but waiting for a CPU %.2f s (a busy machine's share of the latency)\n",
-                main.b.sched_run_s - main.a.sched_run_s, main.b.sched_wait_s - main.a.sched_wait_s);
+    std::printf(
+        "  server threads on CPU %.2f s, runnable but waiting for a CPU %.2f s (a busy machine's "
+        "share of the latency)\n",
+        main.b.sched_run_s - main.a.sched_run_s, main.b.sched_wait_s - main.a.sched_wait_s);
   }
-  std::printf("  errors %llu, closes %llu, gaps %llu%s\n\n", static_cast<unsigned long long>(main.st.errors),
-              static_cast<unsigned long long>(main.st.closes), static_cast<unsigned long long>(main.st.gaps),
-              describe_errors(main.st).c_str());
+  std::printf("  errors %llu, closes %llu, gaps %llu%s\n\n",
+              static_cast<unsigned long long>(main.st.errors),
+              static_cast<unsigned long long>(main.st.closes),
+              static_cast<unsigned long long>(main.st.gaps), describe_errors(main.st).c_str());
 
   json j;
   j["scenario"] = scenario;
   j["target"] = c.url;
   if (!c.label.empty()) j["label"] = c.label;
-  j["params"] = {{"rooms", L.rooms},       {"room_size", L.room_size},   {"connections", total_conns},
-                 {"users", L.users},       {"senders", L.senders},       {"rate", t.rate},
-                 {"body_bytes", t.body_bytes}, {"duration_s", c.duration_s}, {"warmup_s", c.warmup_s},
-                 {"drain_s", c.drain_s},   {"threads", c.threads},       {"max", t.max},
-                 {"bound_p99_ms", bound_ms}, {"bound_metric", ingest ? "ack" : "e2e"},
-                 {"min_ratio", t.min_ratio}, {"source_ips", eo.source_ips}};
+  j["params"] = {{"rooms", L.rooms},           {"room_size", L.room_size},
+                 {"connections", total_conns}, {"users", L.users},
+                 {"senders", L.senders},       {"rate", t.rate},
+                 {"body_bytes", t.body_bytes}, {"duration_s", c.duration_s},
+                 {"warmup_s", c.warmup_s},     {"drain_s", c.drain_s},
+                 {"threads", c.threads},       {"max", t.max},
+                 {"bound_p99_ms", bound_ms},   {"bound_metric", ingest ? "ack" : "e2e"},
+                 {"min_ratio", t.min_ratio},   {"source_ips", eo.source_ips}};
   j["open"] = open_report;
   j["result"] = trial_json(main, ingest);
   if (t.max) {
@@ -490,8 +531,9 @@ int run_idle(const CommonOptions& c, IdleOptions o) {
   open_report["seconds"] = round3(open_s);
   if (!c.quiet) {
     std::fprintf(stderr, "opened %llu idle connections in %.2f s (%llu failed%s%s)\n",
-                 static_cast<unsigned long long>(ost.opened), open_s, static_cast<unsigned long long>(ost.failed),
-                 ost.failed ? "; first error: " : "", ost.first_error.c_str());
+                 static_cast<unsigned long long>(ost.opened), open_s,
+                 static_cast<unsigned long long>(ost.failed), ost.failed ? "; first error: " : "",
+                 ost.first_error.c_str());
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(o.settle_s));
   ServerSnapshot a, b;
@@ -517,19 +559,24 @@ int run_idle(const CommonOptions& c, IdleOptions o) {
   const double idle_cpu_pct = held_s > 0 ? (b.cpu_s - a.cpu_s) / held_s * 100.0 : 0;
 
   std::printf("parley-bench idle  target %s\n", c.url.c_str());
-  std::printf("  %u connections over %u users, source addresses %u, pings every %.1f s, held %.1f s, generator threads %u\n",
-              o.connections, users, eo.source_ips, o.ping_interval_s, held_s, c.threads);
+  std::printf(
+      "  %u connections over %u users, source addresses %u, pings every %.1f s, held %.1f s, "
+      "generator threads %u\n",
+      o.connections, users, eo.source_ips, o.ping_interval_s, held_s, c.threads);
   std::printf("  server probe: %s\n\n", env.probe.describe().c_str());
   std::printf("  opened %llu (failed %llu) in %.2f s = %.0f connections/s (handshake + auth)\n",
-              static_cast<unsigned long long>(ost.opened), static_cast<unsigned long long>(ost.failed), open_s,
+              static_cast<unsigned long long>(ost.opened),
+              static_cast<unsigned long long>(ost.failed), open_s,
               static_cast<double>(ost.opened) / open_s);
   std::printf("  live at the end %zu, server-closed %llu, pings %llu, pongs %llu\n", live,
               static_cast<unsigned long long>(st.closes), static_cast<unsigned long long>(st.pings),
               static_cast<unsigned long long>(st.pongs));
-  std::printf("  server RSS %.1f MiB before, %.1f MiB with the connections: %.0f bytes (%.2f KiB) per connection\n",
-              base.rss_bytes / 1048576.0, a.rss_bytes / 1048576.0, rss_per_conn, rss_per_conn / 1024.0);
-  std::printf("  server idle CPU %.3f s in %.1f s = %.2f%% of a core; generator CPU %.2f s\n", b.cpu_s - a.cpu_s,
-              held_s, idle_cpu_pct, gen_b - gen_a);
+  std::printf(
+      "  server RSS %.1f MiB before, %.1f MiB with the connections: %.0f bytes (%.2f KiB) per "
+      "connection\n",
+      base.rss_bytes / 1048576.0, a.rss_bytes / 1048576.0, rss_per_conn, rss_per_conn / 1024.0);
+  std::printf("  server idle CPU %.3f s in %.1f s = %.2f%% of a core; generator CPU %.2f s\n",
+              b.cpu_s - a.cpu_s, held_s, idle_cpu_pct, gen_b - gen_a);
   if (!ost.first_error.empty()) std::printf("  first error: %s\n", ost.first_error.c_str());
   std::printf("\n");
 
@@ -537,8 +584,9 @@ int run_idle(const CommonOptions& c, IdleOptions o) {
   j["scenario"] = "idle";
   j["target"] = c.url;
   if (!c.label.empty()) j["label"] = c.label;
-  j["params"] = {{"connections", o.connections}, {"users", users}, {"duration_s", c.duration_s},
-                 {"ping_interval_s", o.ping_interval_s}, {"source_ips", eo.source_ips}, {"threads", c.threads}};
+  j["params"] = {{"connections", o.connections}, {"users", users},
+                 {"duration_s", c.duration_s},   {"ping_interval_s", o.ping_interval_s},
+                 {"source_ips", eo.source_ips},  {"threads", c.threads}};
   j["open"] = open_report;
   j["open"]["per_s"] = std::round(static_cast<double>(ost.opened) / open_s);
   j["result"] = {{"live", live},
@@ -595,17 +643,22 @@ int run_connect(const CommonOptions& c, ConnectOptions o) {
   const double cpu = b.cpu_s - a.cpu_s;
 
   std::printf("parley-bench connect  target %s\n", c.url.c_str());
-  std::printf("  %u connections in flight, tokens of %u users, window %.1f s after %.1f s warm-up, generator threads %u\n",
-              plan.concurrency, plan.users, c.duration_s, c.warmup_s, c.threads);
+  std::printf(
+      "  %u connections in flight, tokens of %u users, window %.1f s after %.1f s warm-up, "
+      "generator threads %u\n",
+      plan.concurrency, plan.users, c.duration_s, c.warmup_s, c.threads);
   std::printf("  each: TCP connect, HTTP upgrade, auth by token, welcome; then closed with RST\n");
   std::printf("  server probe: %s\n\n", env.probe.describe().c_str());
   std::printf("  handshakes + auth: %llu in the window = %.0f/s (total %llu, failed %llu)\n",
               static_cast<unsigned long long>(st.handshakes_in_window), per_s,
-              static_cast<unsigned long long>(st.handshakes), static_cast<unsigned long long>(st.failed));
+              static_cast<unsigned long long>(st.handshakes),
+              static_cast<unsigned long long>(st.failed));
   std::printf("%s", lat_line("connect-to-welcome", st.connect).c_str());
-  std::printf("  server CPU %.2f s (%.1f%% of a core) = %.1f us per connection; generator CPU %.2f s\n", cpu,
-              cpu / c.duration_s * 100, st.handshakes_in_window ? cpu / static_cast<double>(st.handshakes_in_window) * 1e6 : 0.0,
-              gen_b - gen_a);
+  std::printf(
+      "  server CPU %.2f s (%.1f%% of a core) = %.1f us per connection; generator CPU %.2f s\n",
+      cpu, cpu / c.duration_s * 100,
+      st.handshakes_in_window ? cpu / static_cast<double>(st.handshakes_in_window) * 1e6 : 0.0,
+      gen_b - gen_a);
   if (a.has_sched && b.has_sched) {
     std::printf("  server threads on CPU %.2f s, runnable but waiting for a CPU %.2f s\n",
                 b.sched_run_s - a.sched_run_s, b.sched_wait_s - a.sched_wait_s);
@@ -617,8 +670,11 @@ int run_connect(const CommonOptions& c, ConnectOptions o) {
   j["scenario"] = "connect";
   j["target"] = c.url;
   if (!c.label.empty()) j["label"] = c.label;
-  j["params"] = {{"concurrency", plan.concurrency}, {"users", plan.users}, {"duration_s", c.duration_s},
-                 {"warmup_s", c.warmup_s}, {"threads", c.threads}};
+  j["params"] = {{"concurrency", plan.concurrency},
+                 {"users", plan.users},
+                 {"duration_s", c.duration_s},
+                 {"warmup_s", c.warmup_s},
+                 {"threads", c.threads}};
   j["result"] = {{"handshakes", st.handshakes_in_window},
                  {"handshakes_total", st.handshakes},
                  {"failed", st.failed},
@@ -628,7 +684,9 @@ int run_connect(const CommonOptions& c, ConnectOptions o) {
                  {"error_codes", st.error_codes},
                  {"generator_cpu_s", round3(gen_b - gen_a)},
                  {"server", server_json(a, b, c.duration_s)}};
-  if (st.handshakes_in_window) j["result"]["server"]["cpu_us_per_connection"] = round3(cpu / static_cast<double>(st.handshakes_in_window) * 1e6);
+  if (st.handshakes_in_window)
+    j["result"]["server"]["cpu_us_per_connection"] =
+        round3(cpu / static_cast<double>(st.handshakes_in_window) * 1e6);
   if (!st.first_error.empty()) j["result"]["first_error"] = st.first_error;
   j["machine"] = machine_json(load0);
   std::printf("%s\n", j.dump().c_str());

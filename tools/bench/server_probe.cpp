@@ -68,7 +68,8 @@ bool read_proc(pid_t pid, double& cpu_s, double& rss_bytes, std::string& err) {
 bool read_schedstat(pid_t pid, double& run_s, double& wait_s) {
   std::error_code ec;
   bool any = false;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+  for (const auto& t :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
     std::ifstream in(t.path() / "schedstat");
     double run = 0, wait = 0;
     if (in >> run >> wait) {
@@ -108,7 +109,8 @@ ServerSnapshot ServerProbe::take() const {
         std::size_t p = res.body.find("parley_requests_rejected_total{reason=\"rate_limited\"}");
         if (p != std::string::npos) {
           std::size_t sp = res.body.find(' ', p);
-          if (sp != std::string::npos) s.rate_limited += std::strtod(res.body.c_str() + sp + 1, nullptr);
+          if (sp != std::string::npos)
+            s.rate_limited += std::strtod(res.body.c_str() + sp + 1, nullptr);
         }
       }
     } catch (const std::exception& e) {

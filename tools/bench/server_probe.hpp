@@ -4,9 +4,9 @@
 // process_resident_memory_bytes, parley_messages_delivered_total, ...) or, with --server-pid,
 // from /proc/<pid>/stat and /proc/<pid>/status. Several sources are summed (a cluster's nodes).
 
+#include <sys/types.h>
 #include <cstdint>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 #include "client/http_client.hpp"
@@ -14,13 +14,13 @@
 namespace parley::bench {
 
 struct ServerSnapshot {
-  bool ok = false;        // every source answered
-  double cpu_s = 0;       // process CPU seconds (user + system)
-  double rss_bytes = 0;   // resident set size
-  double delivered = 0;   // parley_messages_delivered_total (metrics sources only)
-  double received = 0;    // parley_messages_received_total
-  double sessions = 0;    // parley_sessions_authenticated
-  double slow_closes = 0; // parley_slow_consumer_closes_total
+  bool ok = false;         // every source answered
+  double cpu_s = 0;        // process CPU seconds (user + system)
+  double rss_bytes = 0;    // resident set size
+  double delivered = 0;    // parley_messages_delivered_total (metrics sources only)
+  double received = 0;     // parley_messages_received_total
+  double sessions = 0;     // parley_sessions_authenticated
+  double slow_closes = 0;  // parley_slow_consumer_closes_total
   double rate_limited = 0;
   bool has_counters = false;  // delivered/received came from /metrics
   // With --server-pid: the server threads' time on a CPU and time runnable but waiting for

@@ -14,7 +14,9 @@
 
 namespace parley::bench {
 
-std::string user_name(const UserOptions& o, std::size_t i) { return o.prefix + std::to_string(i); }
+std::string user_name(const UserOptions& o, std::size_t i) {
+  return o.prefix + std::to_string(i);
+}
 
 namespace {
 
@@ -41,23 +43,29 @@ std::vector<std::string> ensure_users(const UserOptions& o, std::size_t count) {
     const auto& [u, t] = *cache.begin();
     auto res = http.get("/api/v1/rooms", t);
     if (res.status == 401) {
-      if (!o.quiet) std::fprintf(stderr, "token cache %s is stale (user %s refused): re-registering\n", path.c_str(), u.c_str());
+      if (!o.quiet)
+        std::fprintf(stderr, "token cache %s is stale (user %s refused): re-registering\n",
+                     path.c_str(), u.c_str());
       cache.clear();
     } else if (res.status != 200) {
-      throw std::runtime_error("GET /api/v1/rooms answered " + std::to_string(res.status) + ": " + res.body);
+      throw std::runtime_error("GET /api/v1/rooms answered " + std::to_string(res.status) + ": " +
+                               res.body);
     }
   }
   std::vector<std::string> tokens(count);
   std::vector<std::size_t> missing;
   for (std::size_t i = 0; i < count; ++i) {
     auto it = cache.find(user_name(o, i));
-    if (it != cache.end()) tokens[i] = it->second;
-    else missing.push_back(i);
+    if (it != cache.end())
+      tokens[i] = it->second;
+    else
+      missing.push_back(i);
   }
   if (!missing.empty()) {
     if (!o.quiet) {
-      std::fprintf(stderr, "registering %zu users (%s...) with %u parallel requests; tokens cached in %s\n",
-                   missing.size(), user_name(o, missing.front()).c_str(), o.concurrency, path.c_str());
+      std::fprintf(
+          stderr, "registering %zu users (%s...) with %u parallel requests; tokens cached in %s\n",
+          missing.size(), user_name(o, missing.front()).c_str(), o.concurrency, path.c_str());
     }
     std::atomic<std::size_t> next{0}, done{0};
     std::mutex mu;

@@ -12,11 +12,11 @@
 namespace parley::bench {
 
 struct UserOptions {
-  client::Endpoint http;          // where to register (a node or HAProxy)
-  std::string prefix = "bench";   // users are <prefix>0, <prefix>1, ...
+  client::Endpoint http;         // where to register (a node or HAProxy)
+  std::string prefix = "bench";  // users are <prefix>0, <prefix>1, ...
   std::string password = "bench-password";
-  std::string token_file;         // "" = default under $TMPDIR
-  unsigned concurrency = 8;       // parallel registrations
+  std::string token_file;    // "" = default under $TMPDIR
+  unsigned concurrency = 8;  // parallel registrations
   bool quiet = false;
 };
 

@@ -7,7 +7,9 @@
 
 namespace parley::bus {
 
-InprocBus::~InprocBus() { stop(); }
+InprocBus::~InprocBus() {
+  stop();
+}
 
 void InprocBus::start(Handler on_events, ResyncHandler on_resync) {
   std::lock_guard lock(mu_);
@@ -52,7 +54,9 @@ void InprocBus::unsubscribe(const std::string& topic) {
   topics_.erase(topic);
 }
 
-State InprocBus::state() const { return state_.load(std::memory_order_acquire); }
+State InprocBus::state() const {
+  return state_.load(std::memory_order_acquire);
+}
 
 std::size_t InprocBus::queue_depth() const {
   std::lock_guard lock(mu_);

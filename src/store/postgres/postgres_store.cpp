@@ -100,11 +100,13 @@ std::int64_t lock_key(std::string_view s) {
 }
 
 void put_be32(std::string& out, std::uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 void put_be64(std::string& out, std::uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 std::uint64_t get_be(const char* p, int len) {
@@ -426,7 +428,9 @@ struct ConnectSettings {
   // A round trip's client-side deadline. The server's statement_timeout ends a slow statement
   // first with a clean error; this catches a server or network that stopped answering. One
   // pipeline may hold one long lock wait and fast statements, hence twice the timeout.
-  Clock::time_point deadline() const { return Clock::now() + 2 * query_timeout + milliseconds(1000); }
+  Clock::time_point deadline() const {
+    return Clock::now() + 2 * query_timeout + milliseconds(1000);
+  }
 };
 
 // One step of a round trip: a transaction-control statement sent as text, or a prepared one.
@@ -442,10 +446,10 @@ struct Step {
 struct Exchange {
   std::vector<Step> steps;
   std::vector<PgResult> results;
-  int failed = -1;         // the first step that failed, or -1
-  std::error_code error;   // its error, or the connection's
-  std::string message;     // for the log
-  bool lost = false;       // the connection is gone
+  int failed = -1;        // the first step that failed, or -1
+  std::error_code error;  // its error, or the connection's
+  std::string message;    // for the log
+  bool lost = false;      // the connection is gone
 
   int add_control(const char* sql) {
     steps.push_back(Step{sql, Stmt::ping, {}});
@@ -483,10 +487,16 @@ class PgConn {
     const std::string user_timeout = std::to_string((2 * s.query_timeout).count() + 1000);
     // Defaults first, then the URL: with expand_dbname, later entries override earlier ones, so
     // whatever the URL says wins.
-    const char* keys[] = {"connect_timeout",   "application_name", "keepalives",
-                          "keepalives_idle",   "keepalives_interval", "keepalives_count",
-                          "tcp_user_timeout",  "dbname",           nullptr};
-    const char* values[] = {timeout.c_str(), "parleyd", "1", "10", "5", "3",
+    const char* keys[] = {"connect_timeout",
+                          "application_name",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "dbname",
+                          nullptr};
+    const char* values[] = {timeout.c_str(),      "parleyd",     "1",    "10", "5", "3",
                             user_timeout.c_str(), s.url.c_str(), nullptr};
     PGconn* raw = PQconnectdbParams(keys, values, 1);
     std::unique_ptr<PgConn> c(new PgConn(raw, s));
@@ -499,10 +509,10 @@ class PgConn {
     // error the adapter answers as `unavailable`. idle_in_transaction_session_timeout lets the
     // server end the transaction of a node that stopped mid-batch (SIGSTOP, a hung host), so its
     // room locks do not hold the other nodes up for longer than that.
-    const std::string setup = "SET statement_timeout = " + std::to_string(q) +
-                              "; SET idle_in_transaction_session_timeout = " +
-                              std::to_string(2 * q + 1000) +
-                              "; SET client_min_messages = warning";
+    const std::string setup =
+        "SET statement_timeout = " + std::to_string(q) +
+        "; SET idle_in_transaction_session_timeout = " + std::to_string(2 * q + 1000) +
+        "; SET client_min_messages = warning";
     if (auto r = c->simple(setup, s.deadline()); !r) return unexpected(r.error());
     if (pipeline) {
       if (auto r = c->prepare_all(); !r) return unexpected(r.error());
@@ -624,7 +634,8 @@ class PgConn {
     if (!wait_result(deadline)) return unexpected(fail_message());
     PgResult sync(PQgetResult(conn_));
     if (!error.empty()) return unexpected(error);
-    if (!sync || sync.status() != PGRES_PIPELINE_SYNC) return unexpected(std::string("pipeline out of step"));
+    if (!sync || sync.status() != PGRES_PIPELINE_SYNC)
+      return unexpected(std::string("pipeline out of step"));
     return Ok{};
   }
 
@@ -650,8 +661,7 @@ class PgConn {
     const int fd = PQsocket(conn_);
     if (fd < 0) return false;
     for (;;) {
-      const auto left =
-          std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) {
         timed_out_ = true;
         return false;
@@ -953,9 +963,9 @@ Result<Ok> op_create_room(Session& s, const std::string& room, RoomKind kind,
   if (!exists) return unexpected(exists.error());
   if (!*exists) return unexpected(err(StoreErrc::not_found));
   {
-    auto r = s.query(Stmt::insert_room,
-                     std::move(Params().text(room).text(to_string(kind)).text(creator).i64(
-                         s.now_ms())));
+    auto r =
+        s.query(Stmt::insert_room,
+                std::move(Params().text(room).text(to_string(kind)).text(creator).i64(s.now_ms())));
     if (!r) return unexpected(r.error());
     if (r->rows() == 0) return unexpected(err(StoreErrc::conflict));
   }
@@ -1087,8 +1097,8 @@ StoredMessage message_row(const PgResult& r, int i, const std::string& room) {
 Result<std::vector<StoredMessage>> op_read_range(Session& s, const std::string& room,
                                                  std::uint64_t after, std::uint64_t up_to,
                                                  std::uint32_t limit) {
-  auto r = s.query(Stmt::read_range,
-                   std::move(Params().text(room).u64(after).u64(up_to).i64(limit)));
+  auto r =
+      s.query(Stmt::read_range, std::move(Params().text(room).u64(after).u64(up_to).i64(limit)));
   if (!r) return unexpected(r.error());
   if (r->rows() == 0) return unexpected(err(StoreErrc::not_found));
   std::vector<StoredMessage> messages;
@@ -1102,8 +1112,9 @@ Result<std::vector<StoredMessage>> op_read_range(Session& s, const std::string& 
 
 Result<HistoryPage> op_history(Session& s, const std::string& room, std::uint64_t before,
                                std::uint32_t limit) {
-  auto r = s.query(Stmt::history, std::move(Params().text(room).u64(before).i64(
-                                      static_cast<std::int64_t>(limit) + 1)));
+  auto r =
+      s.query(Stmt::history,
+              std::move(Params().text(room).u64(before).i64(static_cast<std::int64_t>(limit) + 1)));
   if (!r) return unexpected(r.error());
   if (r->rows() == 0) return unexpected(err(StoreErrc::not_found));
   HistoryPage page;
@@ -1164,15 +1175,16 @@ Result<AppendResult> op_append_one(Session& s, const AppendRequest& req) {
   from.add(req.from);
   cmid.add(req.client_msg_id);
   body.add(req.body);
-  w.add(Stmt::append_insert, std::move(Params().array(r2).array(seqs).array(from).array(cmid).array(
-                                 body).i64(s.now_ms())));
+  w.add(Stmt::append_insert,
+        std::move(
+            Params().array(r2).array(seqs).array(from).array(cmid).array(body).i64(s.now_ms())));
   ArrayBuilder br(kTextOid), bs(kInt8Oid);
   br.add(req.room);
   bs.add_i64(to_db(seq));
   w.add(Stmt::append_bump, std::move(Params().array(br).array(bs)));
   if (auto e = s.exchange(w)) return unexpected(e);
-  return AppendResult{StoredMessage{req.room, seq, req.from, req.body, s.now_ms(), req.client_msg_id},
-                      false};
+  return AppendResult{
+      StoredMessage{req.room, seq, req.from, req.body, s.now_ms(), req.client_msg_id}, false};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1493,8 +1505,7 @@ struct PostgresStore::Impl {
 };
 
 PostgresStore::Impl::Impl(PostgresOptions opts, metrics::Registry& registry)
-    : options(std::move(opts)),
-      writer_backoff(options.reconnect_min, options.reconnect_max) {
+    : options(std::move(opts)), writer_backoff(options.reconnect_min, options.reconnect_max) {
   if (options.url.empty()) fail_open("the URL is empty");
   options.pool_size = std::max(2u, options.pool_size);
   options.max_batch = std::max<std::size_t>(1, options.max_batch);
@@ -1549,8 +1560,8 @@ void PostgresStore::Impl::migrate() {
     if (m.version <= latest) fail_open("migration " + std::string(m.name) + " is out of order");
     latest = m.version;
   }
-  const std::string timeout_ms = std::to_string(
-      std::chrono::duration_cast<milliseconds>(kMigrationTimeout).count());
+  const std::string timeout_ms =
+      std::to_string(std::chrono::duration_cast<milliseconds>(kMigrationTimeout).count());
   for (;;) {
     const auto deadline = Clock::now() + kMigrationTimeout + std::chrono::seconds(5);
     auto head = writer->simple(
@@ -1587,8 +1598,8 @@ void PostgresStore::Impl::migrate() {
     if (applied) {
       // Migration names are file names (digits, letters, underscores): no quoting needed.
       applied = writer->simple("INSERT INTO schema_version (version, name) VALUES (" +
-                                   std::to_string(next->version) + ", '" +
-                                   std::string(next->name) + "'); COMMIT",
+                                   std::to_string(next->version) + ", '" + std::string(next->name) +
+                                   "'); COMMIT",
                                deadline);
     }
     if (!applied) {
@@ -1912,13 +1923,9 @@ void execute_run(Session& s, AppendRun& run, std::optional<PgResult> pre_probe, 
     }
     Exchange x;
     x.add_control("SAVEPOINT run");
-    x.add(Stmt::append_insert, std::move(Params()
-                                             .array(rooms)
-                                             .array(seqs)
-                                             .array(senders)
-                                             .array(ids)
-                                             .array(bodies)
-                                             .i64(s.now_ms())));
+    x.add(Stmt::append_insert,
+          std::move(Params().array(rooms).array(seqs).array(senders).array(ids).array(bodies).i64(
+              s.now_ms())));
     x.add(Stmt::append_bump, std::move(Params().array(bump_rooms).array(bump_seqs)));
     const int release = x.add_control("RELEASE SAVEPOINT run");
     int commit = -1;
@@ -1938,9 +1945,10 @@ void execute_run(Session& s, AppendRun& run, std::optional<PgResult> pre_probe, 
       return;
     }
     if (!x.ok(release)) {
-      spdlog::warn("postgres store: a set-wise append of {} messages failed ({}); retrying them "
-                   "one by one",
-                   inserted, x.message);
+      spdlog::warn(
+          "postgres store: a set-wise append of {} messages failed ({}); retrying them "
+          "one by one",
+          inserted, x.message);
       s.defer("ROLLBACK TO SAVEPOINT run");
       s.defer("RELEASE SAVEPOINT run");
       for (Task* t : run.tasks) {
@@ -2029,8 +2037,8 @@ std::error_code PostgresStore::Impl::execute_batch(std::vector<std::unique_ptr<T
   const int now = head.add(Stmt::now_ms, {});
   int probe = -1;
   if (segments.front().second >= 0) {
-    probe = head.add(Stmt::append_probe, probe_params(runs[static_cast<std::size_t>(
-                                             segments.front().second)]));
+    probe = head.add(Stmt::append_probe,
+                     probe_params(runs[static_cast<std::size_t>(segments.front().second)]));
   }
   writer->round_trip(head, settings.deadline());
   if (head.lost) return head.error;
@@ -2060,7 +2068,8 @@ std::error_code PostgresStore::Impl::execute_batch(std::vector<std::unique_ptr<T
       s.defer("RELEASE SAVEPOINT op");
     } else {
       std::optional<PgResult> pre;
-      if (i == 0 && probe >= 0) pre.emplace(std::move(head.results[static_cast<std::size_t>(probe)]));
+      if (i == 0 && probe >= 0)
+        pre.emplace(std::move(head.results[static_cast<std::size_t>(probe)]));
       execute_run(s, runs[static_cast<std::size_t>(run)], std::move(pre), last, committed,
                   commit_in_doubt);
       if (s.fatal()) break;
@@ -2178,8 +2187,8 @@ void PostgresStore::get_user(std::string user, Callback<UserAuth> cb) {
       std::move(cb));
 }
 
-void PostgresStore::create_token(std::string token_hash, std::string user,
-                                 std::int64_t expires_at, Callback<Ok> cb) {
+void PostgresStore::create_token(std::string token_hash, std::string user, std::int64_t expires_at,
+                                 Callback<Ok> cb) {
   LockNeeds needs{{}, {"t:" + token_hash, "u:" + user}, {}};
   impl_->write<Ok>(
       Op::create_token, std::move(needs),
