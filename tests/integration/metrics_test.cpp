@@ -409,13 +409,14 @@ TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsSlowed) {
   const auto t0 = std::chrono::steady_clock::now();
   int rounds = 0;
   while (max_depth.load() < 50 && std::chrono::steady_clock::now() - t0 < 6s) {
-    p.sa->send({{"type", "typing"}, {"room", p.room}});
+    // Paced by the clock at 1,000 a second, five times what B takes in, in groups of 10 per
+    // round trip so that a slow build (ASan) keeps the pace: the backlog passes 50 within a
+    // second or two and, once the gauge (polled once a second) has shown it, is still small
+    // enough to drain in seconds.
+    for (int i = 0; i < 10; ++i) p.sa->send({{"type", "typing"}, {"room", p.room}});
     p.sa->barrier();
-    ++rounds;
-    // Paced at about 400 a second, twice what B takes in: the backlog grows by about 200 a
-    // second, so it passes 50 soon and is still small enough to drain in seconds once the gauge
-    // (polled once a second) has shown it.
-    std::this_thread::sleep_for(2500us);
+    rounds += 10;
+    std::this_thread::sleep_until(t0 + std::chrono::milliseconds(rounds));
   }
   // The gauge is polled once a second: give it one more check.
   eventually([&] { return max_depth.load() >= 50; }, 2500ms);
