@@ -392,6 +392,14 @@ TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsSlowed) {
       },
       10s));
   auto p = make_pair(na, nb);  // B's session subscribes B's queue to the room
+  std::vector<std::string> rooms{p.room};
+  for (int i = 1; i < 20; ++i) {
+    rooms.push_back(unique_name("mqroom"));
+    p.sa->create(rooms.back());
+    p.sb->join(rooms.back());
+  }
+  p.sa->barrier();
+  p.sb->barrier();
   // Idle: nothing waits in B's queue.
   EXPECT_TRUE(eventually([&] { return value_of(nb, "parley_bus_queue_depth") == 0; }, 10s));
 
@@ -409,13 +417,15 @@ TEST_F(Metrics, QueueDepthRisesWhileANodesConsumerIsSlowed) {
   const auto t0 = std::chrono::steady_clock::now();
   int rounds = 0;
   while (max_depth.load() < 50 && std::chrono::steady_clock::now() - t0 < 6s) {
-    // Paced by the clock at 1,000 a second, five times what B takes in, in groups of 10 per
-    // round trip so that a slow build (ASan) keeps the pace: the backlog passes 50 within a
-    // second or two and, once the gauge (polled once a second) has shown it, is still small
-    // enough to drain in seconds.
-    for (int i = 0; i < 10; ++i) p.sa->send({{"type", "typing"}, {"room", p.room}});
+    // One typing event per room, 20 rooms per round trip: A's bus thread packs the events it
+    // has queued for one routing key into one AMQP message, so events of one room sent together
+    // would make few messages; events of different rooms never share one. Paced by the clock at
+    // 1,000 events (so about 1,000 AMQP messages) a second, five times what B takes in, so that
+    // a slow build (ASan) keeps the pace and the backlog passes 50 within a second or two and,
+    // once the gauge (polled once a second) has shown it, still drains in seconds.
+    for (const auto& r : rooms) p.sa->send({{"type", "typing"}, {"room", r}});
     p.sa->barrier();
-    rounds += 10;
+    rounds += static_cast<int>(rooms.size());
     std::this_thread::sleep_until(t0 + std::chrono::milliseconds(rounds));
   }
   // The gauge is polled once a second: give it one more check.
