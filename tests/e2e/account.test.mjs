@@ -131,12 +131,16 @@ describe('account deletion', () => {
     await L.tid(alice, 'login-screen').waitFor({ state: 'visible' });
     assert.equal(await L.tid(alice, 'app-screen').isHidden(), true);
     assert.equal(await L.tid(alice, 'login-error').textContent(), DELETED);
-    assert.equal(await alice.evaluate(() => localStorage.getItem('parley.session')), null);
-    assert.equal(
-      await alice.evaluate(() => localStorage.getItem('parley.cursors.alice')),
-      null,
-      'nothing kept for a deleted user',
-    );
+    // The other tabs of this browser end their sessions too, and each briefly writes the
+    // {user, ended} marker before removing it; localStorage reaches this tab asynchronously,
+    // so wait until the key is gone instead of reading it once.
+    await alice.waitForFunction(() => localStorage.getItem('parley.session') === null, null, {
+      timeout: 10000,
+    });
+    // Nothing kept for a deleted user (the other tabs' ends reach this tab the same way).
+    await alice.waitForFunction(() => localStorage.getItem('parley.cursors.alice') === null, null, {
+      timeout: 10000,
+    });
     // No password left in the page.
     assert.equal(await L.tid(alice, 'delete-account-password').inputValue(), '');
 
