@@ -325,8 +325,8 @@ void do_messages(Node& node, const ApiRequest& req, const std::string& room, Res
     std::string_view v = eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1);
     if (k == "before") {
       auto n = parse_u64(v);
-      if (!n || *n == 0)
-        return done(error_response(400, "bad_request", "before must be a positive integer"));
+      // 0 is allowed and gives an empty page, as on the WebSocket: no message has a seq below 1.
+      if (!n) return done(error_response(400, "bad_request", "before must be an integer >= 0"));
       before = *n;
     } else if (k == "limit") {
       auto n = parse_u64(v);

@@ -269,6 +269,10 @@ TEST_F(HttpApi, MessagesPagesWithBeforeLimitAndHasMore) {
   j = get("?before=3&limit=200").json();
   EXPECT_EQ(seqs(j), (std::vector<int>{1, 2}));
   EXPECT_EQ(j.value("has_more", true), false);
+  auto zero = get("?before=0");
+  ASSERT_EQ(zero.status, 200) << "before=0 is an empty page, as on the WebSocket: " << zero.body;
+  EXPECT_EQ(seqs(zero.json()), std::vector<int>{});
+  EXPECT_EQ(zero.json().value("has_more", true), false);
   j = get("").json();
   EXPECT_EQ(seqs(j), (std::vector<int>{1, 2, 3, 4, 5})) << "no parameters: the newest page";
   EXPECT_EQ(j.value("has_more", true), false);
@@ -287,6 +291,7 @@ TEST_F(HttpApi, MessagesPagesWithBeforeLimitAndHasMore) {
   EXPECT_TRUE(is_http_error(get("?limit=201"), 400, "bad_request"));
   EXPECT_TRUE(is_http_error(get("?limit=abc"), 400, "bad_request"));
   EXPECT_TRUE(is_http_error(get("?before=xyz"), 400, "bad_request"));
+  EXPECT_TRUE(is_http_error(get("?before=-1"), 400, "bad_request"));
 }
 
 TEST_F(HttpApi, ProbesAnswer) {
