@@ -127,6 +127,12 @@ test('private room, invitation, unread counts, DM, leave, keyboard, logout', asy
     () => document.documentElement.scrollWidth > window.innerWidth,
   );
   assert.equal(overflow, false, 'nothing wider than the phone screen');
+  // The top bar still shows the whole name and connection state, and log-out (as an icon).
+  for (const id of ['current-user', 'connection-state']) {
+    const cut = await L.tid(frank, id).evaluate((el) => el.scrollWidth > el.clientWidth);
+    assert.equal(cut, false, `${id} is cut at 375 px`);
+  }
+  assert.equal(await L.tid(frank, 'logout-button').isVisible(), true);
   await L.tid(frank, 'back-to-rooms').click();
   await L.tid(frank, 'sidebar').waitFor({ state: 'visible' });
   assert.equal(await L.tid(frank, 'room-view').isVisible(), false);
