@@ -146,6 +146,14 @@ int main(int argc, char** argv) {
   conn->add_option("-u,--users", conn_o.users, "users whose tokens are cycled")
       ->capture_default_str();
 
+  DiskOptions disk_o;
+  auto* disk = app.add_subcommand(
+      "disk", "the disk's fdatasync latency, the floor under every durable ack (no server)");
+  disk->add_option("--dir", disk_o.dir, "directory on the store's disk")->capture_default_str();
+  disk->add_option("-n,--writes", disk_o.writes, "durable writes per phase")->capture_default_str();
+  disk->add_option("--size", disk_o.size, "bytes per write")->capture_default_str();
+  disk->add_option("--label", disk_o.label, "free text copied to the JSON line");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (fan->parsed()) return run_traffic("fanout", fan_c, fan_t);
@@ -153,6 +161,7 @@ int main(int argc, char** argv) {
     if (ingest->parsed()) return run_traffic("ingest", ingest_c, ingest_t);
     if (idle->parsed()) return run_idle(idle_c, idle_o);
     if (conn->parsed()) return run_connect(conn_c, conn_o);
+    if (disk->parsed()) return run_disk(disk_o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "parley-bench: %s\n", e.what());
     return 1;

@@ -1,5 +1,6 @@
 #include "bench/scenarios.hpp"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -692,6 +693,49 @@ int run_connect(const CommonOptions& c, ConnectOptions o) {
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
   return st.handshakes > 0 ? 0 : 1;
+}
+
+int run_disk(const DiskOptions& o) {
+  if (o.writes == 0 || o.size == 0)
+    throw std::runtime_error("--writes and --size must be positive");
+  const std::string load0 = loadavg();
+  std::string path = o.dir + "/parley-bench-disk.XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) throw std::runtime_error("cannot create a file in " + o.dir);
+  ::unlink(path.c_str());  // gone when closed, whatever happens
+  const std::string buf(o.size, 'x');
+  // One phase: `writes` durable writes of `size` bytes at successive offsets from 0.
+  auto phase = [&](Histogram& h) {
+    for (unsigned i = 0; i < o.writes; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto off = static_cast<off_t>(i) * static_cast<off_t>(o.size);
+      if (::pwrite(fd, buf.data(), buf.size(), off) != static_cast<ssize_t>(buf.size()) ||
+          ::fdatasync(fd) != 0) {
+        ::close(fd);
+        throw std::runtime_error("write or fdatasync failed in " + o.dir);
+      }
+      h.record(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now() - t0)
+                   .count());
+    }
+  };
+  Histogram append, overwrite;
+  phase(append);     // the file grows with every write
+  phase(overwrite);  // the same blocks again: no allocation, no size change
+  ::close(fd);
+
+  std::printf("parley-bench disk  %s: %u x (pwrite %u B + fdatasync)\n", o.dir.c_str(), o.writes,
+              o.size);
+  std::printf("%s", lat_line("append (file grows)", append).c_str());
+  std::printf("%s", lat_line("overwrite", overwrite).c_str());
+  std::printf("\n");
+  json j{{"scenario", "disk"},
+         {"params", {{"dir", o.dir}, {"writes", o.writes}, {"size", o.size}}},
+         {"result", {{"append", latency_json(append)}, {"overwrite", latency_json(overwrite)}}}};
+  if (!o.label.empty()) j["label"] = o.label;
+  j["machine"] = machine_json(load0);
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
 }
 
 }  // namespace parley::bench

@@ -59,6 +59,17 @@ struct ConnectOptions {
 
 int run_traffic(const std::string& scenario, const CommonOptions& c, TrafficOptions t);
 int run_idle(const CommonOptions& c, IdleOptions o);
+// The disk's durable-write latency, which bounds every acknowledgement (acks follow the store's
+// commit): `writes` times a pwrite of `size` bytes followed by fdatasync, first appending to a
+// new file (as a WAL that grows), then overwriting the same blocks (as a WAL started over).
+struct DiskOptions {
+  std::string dir = "/var/tmp";
+  unsigned writes = 500;
+  unsigned size = 8192;
+  std::string label;
+};
+
 int run_connect(const CommonOptions& c, ConnectOptions o);
+int run_disk(const DiskOptions& o);
 
 }  // namespace parley::bench

@@ -112,4 +112,6 @@ run idle 'r["live"] == 30 and r["closes"] == 0 and r["pings"] > 0 and r["pongs"]
   idle "${common[@]}" -n 30 -u 5 -d 1 --ping-interval 0.25 --settle 0.2
 run connect 'r["handshakes"] > 0 and r["failed"] == 0 and r["latency"]["count"] == r["handshakes"]' \
   connect "${common[@]}" -u 5 -c 4 -d 1 -w 0.2
+run disk 'r["append"]["count"] == 20 and r["overwrite"]["count"] == 20 and r["overwrite"]["max_ms"] > 0' \
+  disk --dir "$dir" -n 20
 echo "smoke: all scenarios ran and counted correctly"
