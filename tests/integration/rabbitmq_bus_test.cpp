@@ -649,6 +649,22 @@ TEST_F(RabbitmqBusTest, ReportsQueueDepthWhileTheConsumerLags) {
   EXPECT_EQ(a.stats().messages_sent, kCount);
 }
 
+// The publishing connection carries no traffic while nothing is published; its heartbeats must
+// keep it alive (the broker closes a connection after two missed heartbeats).
+TEST_F(RabbitmqBusTest, IdleConnectionsSurviveOnHeartbeats) {
+  Sink s;
+  auto& bus = make_bus("node-idle");  // heartbeat 1 s
+  bus.start(s.handler(), s.resync_handler());
+  expect_connected(bus);
+  subscribe_confirmed(bus, s, "room.idle");
+  std::this_thread::sleep_for(3500ms);
+  bus.publish(make_event(EventKind::message, "room.idle", 1, "node-idle", "after a pause", "i"));
+  ASSERT_TRUE(s.wait_for(1));
+  EXPECT_EQ(s.events()[0]->payload, "after a pause");
+  EXPECT_EQ(bus.stats().connections, 1u) << "a connection was lost while idle";
+  EXPECT_EQ(bus.stats().dropped, 0u);
+}
+
 TEST_F(RabbitmqBusTest, DropsMalformedMessagesAndCarriesOn) {
   Sink s;
   auto& bus = make_bus("node-m");
@@ -682,6 +698,7 @@ class RabbitmqBusRestart : public RabbitmqBusTest {
     // Whatever happened, leave the broker running for the tests that follow.
     if (frozen_pid_ > 0) ::kill(frozen_pid_, SIGCONT);
     if (app_stopped_) rabbitmqctl("start_app");
+    if (alarm_raised_) rabbitmqctl("set_vm_memory_high_watermark 0.4");
     RabbitmqBusTest::TearDown();
   }
 
@@ -729,11 +746,15 @@ class RabbitmqBusRestart : public RabbitmqBusTest {
     }
     if (command == "stop_app") app_stopped_ = true;
     if (command == "start_app") app_stopped_ = false;
+    if (command.rfind("set_vm_memory_high_watermark", 0) == 0) {
+      alarm_raised_ = command == "set_vm_memory_high_watermark 0";
+    }
     return true;
   }
 
   std::string node_;
   bool app_stopped_ = false;
+  bool alarm_raised_ = false;  // the memory alarm, which blocks every publishing connection
   int frozen_pid_ = -1;
 };
 
@@ -824,6 +845,53 @@ TEST_F(RabbitmqBusRestart, StartWithTheBrokerDownConnectsWhenItComesUp) {
 // by heartbeats on an idle bus (2 s with a 1 s heartbeat), by the send timeout on a bus blocked
 // sending into full socket buffers (5 s by default, plus the time to fill them). stop() stays
 // prompt even in the middle of a login that the frozen broker never answers.
+// RabbitMQ stops reading a connection that publishes while a resource alarm is on, and throttles
+// one that publishes faster than its queues drain (credit flow). A node's consumption must not
+// hang on its publishing: with the memory alarm raised and its own publish held, node b still
+// takes in the whole backlog of its queue, far more than its prefetch window. (When one
+// connection did both, b took in at most its prefetch: the broker no longer read its acks. Under
+// load the same coupling made two nodes at 20,000 sends/s deliver 1,300/s.)
+TEST_F(RabbitmqBusRestart, KeepsConsumingWhileItsPublishingIsBlocked) {
+  Sink sa;
+  Sink sb;
+  auto oa = options("node-a");
+  oa.max_pack_events = 1;  // one message per event, so that b's queue holds many
+  auto& a = make_bus(oa);
+  auto ob = options("node-b");
+  ob.prefetch = 16;
+  auto& b = make_bus(ob);
+  a.start(sa.handler(), sa.resync_handler());
+  b.start(sb.handler(), sb.resync_handler());
+  expect_connected(a);
+  expect_connected(b);
+  subscribe_confirmed(b, sb, "room.q");
+  sb.set_delay(50ms);  // 8 messages per turn: b's queue fills
+  constexpr std::uint64_t kCount = 4000;
+  for (std::uint64_t i = 1; i <= kCount; ++i) {
+    a.publish(make_event(EventKind::message, "room.q", i, "node-a", "x", "q"));
+  }
+  ASSERT_TRUE(wait_until([&] { return a.stats().messages_sent == kCount; }, 10s));
+
+  ASSERT_TRUE(rabbitmqctl("set_vm_memory_high_watermark 0"));
+  // From its first publish on, b's publishing connection is blocked by the alarm.
+  b.publish(make_event(EventKind::message, "room.q", kCount + 1, "node-b", "held", "q"));
+  ASSERT_TRUE(wait_until([&] { return b.stats().messages_sent == 1; }, 5s));
+  const std::size_t before = sb.count();
+  ASSERT_LT(before + 500, kCount) << "the backlog was consumed before the alarm was raised";
+  sb.set_delay(0ms);
+  ASSERT_TRUE(sb.wait_for(kCount, 30s))
+      << "while its publishing was blocked, b consumed " << sb.count() - before << " of the "
+      << kCount - before << " messages waiting in its queue";
+  EXPECT_EQ(sb.count(), kCount) << "the held publish arrived while the alarm was on";
+
+  // The alarm cleared, the held publish goes through.
+  ASSERT_TRUE(rabbitmqctl("set_vm_memory_high_watermark 0.4"));
+  ASSERT_TRUE(sb.wait_for(kCount + 1, 30s)) << sb.count();
+  EXPECT_EQ(sb.events().back()->payload, "held");
+  EXPECT_EQ(b.state(), State::connected);
+  EXPECT_EQ(b.stats().reconnects, 0u);
+}
+
 TEST_F(RabbitmqBusRestart, NoticesAFrozenBroker) {
   Sink sa;
   Sink sb;

@@ -1,7 +1,8 @@
 // The RabbitMQ bus. The public half (publish, subscribe, stop...) only queues commands; the
-// Worker below, which lives on the bus thread, owns the rabbitmq-c connection and does the rest:
-// connect and reconnect, send queued publishes packed per routing key, bind and unbind, consume,
-// acknowledge, and ask for the queue depth.
+// Worker below, which lives on the bus thread, owns the rabbitmq-c connections and does the rest:
+// connect and reconnect, bind and unbind, consume, acknowledge and ask for the queue depth on one
+// connection, and hand the queued publishes, packed per routing key, to a publisher thread that
+// sends them on a second connection (see "The publisher" for why).
 
 #include "bus/rabbitmq/rabbitmq_bus.hpp"
 
@@ -18,7 +19,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <set>
 #include <span>
 #include <thread>
@@ -134,7 +137,8 @@ Result<AmqpEndpoint, std::string> parse_amqp_url(const std::string& url) {
   return ep;
 }
 
-// Everything the bus thread owns. Nothing here is touched by any other thread; what the worker
+// Everything the bus thread owns. Nothing here is touched by any other thread but the publisher
+// thread it starts (which shares only the pub_* members, see "The publisher"); what the worker
 // shares with callers goes through the RabbitmqBus members (the command queue under mu_, the
 // atomics).
 class RabbitmqBus::Worker {
@@ -220,12 +224,14 @@ class RabbitmqBus::Worker {
     [[maybe_unused]] const auto r = ::read(bus_.wake_fd_, &n, sizeof n);
   }
 
-  // Opens the connection, the channel, the exchange, a fresh queue and every binding, then starts
-  // consuming. On failure the half-open connection is left for close().
-  Status connect() {
-    conn_ = amqp_new_connection();
-    if (conn_ == nullptr) return unexpected(std::string("out of memory"));
-    amqp_socket_t* sock = amqp_tcp_socket_new(conn_);
+  // Opens one connection and its channel, logged in, and registers its socket for stop(). Its
+  // name (shown by the management tools) says whose it is and what it is for.
+  Result<amqp_connection_state_t, std::string> open(const char* role, int& sockfd_slot) {
+    amqp_connection_state_t conn = amqp_new_connection();
+    if (conn == nullptr) return unexpected(std::string("out of memory"));
+    // From here on the caller's close() destroys it, whatever fails below.
+    (role == kConsume ? conn_ : pub_conn_) = conn;
+    amqp_socket_t* sock = amqp_tcp_socket_new(conn);
     if (sock == nullptr) return unexpected(std::string("cannot create a socket"));
     const timeval connect_tv = to_timeval(opts_.connect_timeout);
     const auto& ep = bus_.endpoint_;
@@ -236,7 +242,7 @@ class RabbitmqBus::Worker {
     const int fd = amqp_socket_get_sockfd(sock);
     {
       std::lock_guard lock(bus_.sock_mu_);
-      bus_.sockfd_ = fd;
+      sockfd_slot = fd;
     }
     if (opts_.send_timeout.count() > 0) {
       const unsigned int ms = static_cast<unsigned int>(opts_.send_timeout.count());
@@ -245,11 +251,10 @@ class RabbitmqBus::Worker {
       }
     }
     const timeval rpc_tv = to_timeval(opts_.rpc_timeout);
-    amqp_set_handshake_timeout(conn_, &rpc_tv);
-    amqp_set_rpc_timeout(conn_, &rpc_tv);
+    amqp_set_handshake_timeout(conn, &rpc_tv);
+    amqp_set_rpc_timeout(conn, &rpc_tv);
 
-    // The connection's name shows in the management tools, which makes a node's queue findable.
-    const std::string name = "parley " + opts_.node_id;
+    const std::string name = "parley " + opts_.node_id + " " + role;
     amqp_table_entry_t entry;
     entry.key = amqp_cstring_bytes("connection_name");
     entry.value.kind = AMQP_FIELD_KIND_UTF8;
@@ -258,13 +263,20 @@ class RabbitmqBus::Worker {
     props.num_entries = 1;
     props.entries = &entry;
     auto r = amqp_login_with_properties(
-        conn_, ep.vhost.c_str(), AMQP_DEFAULT_MAX_CHANNELS, AMQP_DEFAULT_FRAME_SIZE,
+        conn, ep.vhost.c_str(), AMQP_DEFAULT_MAX_CHANNELS, AMQP_DEFAULT_FRAME_SIZE,
         static_cast<int>(opts_.heartbeat.count()), &props, AMQP_SASL_METHOD_PLAIN, ep.user.c_str(),
         ep.password.c_str());
     if (r.reply_type != AMQP_RESPONSE_NORMAL) return unexpected(describe(r, "login"));
+    amqp_channel_open(conn, kChannel);
+    if (auto s = check(conn, "channel.open"); !s) return unexpected(s.error());
+    return conn;
+  }
 
-    amqp_channel_open(conn_, kChannel);
-    if (auto s = check("channel.open"); !s) return s;
+  // Opens both connections: on the consuming one the exchange, a fresh queue and every binding,
+  // then the consumer; then the publishing one and its thread. On failure the half-open
+  // connections are left for close().
+  Status connect() {
+    if (auto c = open(kConsume, bus_.sockfd_); !c) return unexpected(c.error());
     amqp_exchange_declare(conn_, kChannel, bytes_of(opts_.exchange), amqp_cstring_bytes("topic"),
                           /*passive=*/0, /*durable=*/1, /*auto_delete=*/0, /*internal=*/0,
                           amqp_empty_table);
@@ -285,33 +297,45 @@ class RabbitmqBus::Worker {
                        /*no_ack=*/0, /*exclusive=*/1, amqp_empty_table);
     if (auto s = check("basic.consume"); !s) return s;
     next_depth_check_ = Clock::now();
+    if (auto c = open(kPublish, bus_.pub_sockfd_); !c) {
+      return unexpected("publishing connection: " + c.error());
+    }
+    start_publisher();
     return Ok{};
   }
 
-  Status check(const char* what) {
-    const auto r = amqp_get_rpc_reply(conn_);
+  Status check(const char* what) { return check(conn_, what); }
+  static Status check(amqp_connection_state_t conn, const char* what) {
+    const auto r = amqp_get_rpc_reply(conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) return Ok{};
     return unexpected(describe(r, what));
   }
 
-  // Closes the connection: politely (channel.close, connection.close, each bounded by a short
-  // timeout) when stopping, or by just dropping the socket after a failure.
+  // Closes both connections: politely (channel.close, connection.close, each bounded by a short
+  // timeout, after the publisher sent what it was handed) when stopping, or by just dropping the
+  // sockets after a failure.
   void close(bool graceful) {
-    if (conn_ == nullptr) return;
+    stop_publisher(graceful);
+    close_connection(pub_conn_, bus_.pub_sockfd_, graceful);
+    close_connection(conn_, bus_.sockfd_, graceful);
+    queue_.clear();
+    bus_.queue_depth_->store(0, std::memory_order_relaxed);
+  }
+
+  void close_connection(amqp_connection_state_t& conn, int& sockfd_slot, bool graceful) {
+    if (conn == nullptr) return;
     if (graceful) {
       const timeval tv = to_timeval(std::min(opts_.rpc_timeout, std::chrono::milliseconds(1000)));
-      amqp_set_rpc_timeout(conn_, &tv);
-      amqp_channel_close(conn_, kChannel, AMQP_REPLY_SUCCESS);
-      amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
+      amqp_set_rpc_timeout(conn, &tv);
+      amqp_channel_close(conn, kChannel, AMQP_REPLY_SUCCESS);
+      amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
     }
     {
       std::lock_guard lock(bus_.sock_mu_);
-      bus_.sockfd_ = -1;
+      sockfd_slot = -1;
     }
-    amqp_destroy_connection(conn_);
-    conn_ = nullptr;
-    queue_.clear();
-    bus_.queue_depth_->store(0, std::memory_order_relaxed);
+    amqp_destroy_connection(conn);
+    conn = nullptr;
   }
 
   Status bind(const std::string& topic) {
@@ -376,6 +400,9 @@ class RabbitmqBus::Worker {
       const bool stop = take_commands(cmds);
       if (auto s = process(cmds); !s) return s;
       if (stop) return Ok{};
+      if (auto failure = publisher_failure(); !failure.empty()) {
+        return unexpected("publishing connection: " + failure);
+      }
       auto more = receive_turn();
       if (!more) return unexpected(more.error());
       if (Clock::now() >= next_depth_check_) {
@@ -403,9 +430,10 @@ class RabbitmqBus::Worker {
     return static_cast<int>(ms);
   }
 
-  // Carries out the commands in order. Publishes are gathered per routing key and sent packed;
-  // a subscription change first sends what was gathered before it, so that a subscribe followed
-  // by a publish on the same thread binds before it publishes (and the node sees its own event).
+  // Carries out the commands in order. Publishes are gathered per routing key and handed to the
+  // publisher thread; a subscription change first hands over what was gathered before it, and
+  // what comes after it only once the binding is in place, so that a subscribe followed by a
+  // publish on the same thread binds before it publishes (and the node sees its own event).
   // After a failure the remaining publishes are dropped and subscriptions only remembered.
   Status process(std::vector<Command>& cmds) {
     Status status = Ok{};
@@ -418,13 +446,13 @@ class RabbitmqBus::Worker {
         }
         continue;
       }
-      if (status) status = flush();
+      if (status) hand_off();
       const bool changed = apply_subscription(c);
       if (status && changed) {
         status = c.op == Command::Op::subscribe ? bind(c.topic) : unbind(c.topic);
       }
     }
-    if (status) status = flush();
+    if (status) hand_off();
     cmds.clear();
     return status;
   }
@@ -440,23 +468,128 @@ class RabbitmqBus::Worker {
     pending_[it->second].second.push_back(std::move(e));
   }
 
-  // Sends the gathered publishes, packed: per topic, runs of up to max_pack_events events and
-  // max_pack_bytes bytes become one message. Order within a topic is kept, which is all the
-  // port promises.
-  Status flush() {
-    Status status = Ok{};
-    for (auto& [topic, events] : pending_) {
-      if (!status) {
-        drop(events.size());
-        continue;
-      }
-      status = send_topic(topic, events);
+  // ---- The publisher --------------------------------------------------------------------------
+  // Publishes leave on a connection of their own, sent by a thread of their own. RabbitMQ
+  // throttles a connection that publishes faster than the queues take the messages (credit flow:
+  // the broker stops reading its socket, so our send blocks). When one connection and one thread
+  // also consumed, that stopped consumption and acknowledgements too: this node's own queue
+  // backed up and deliveries fell seconds behind their acks (two nodes at 20,000 sends/s
+  // delivered 1,300/s with both queues at 20k messages and the connections in state `flow`; see
+  // docs/benchmarks.md). RabbitMQ recommends separate connections for the same reason.
+  //
+  // Between the bus thread and the publisher thread only pub_mu_'s members are shared. The
+  // publisher thread alone uses pub_conn_ and body_ while it runs; the bus thread opens and
+  // closes pub_conn_ only while no publisher thread exists.
+
+  void start_publisher() {
+    {
+      std::lock_guard lock(pub_mu_);
+      pub_queue_.clear();
+      pub_stop_ = pub_graceful_ = false;
+      pub_failure_.clear();
     }
-    pending_.clear();
-    pending_index_.clear();
-    return status;
+    pub_thread_ = std::thread([this] { publisher_loop(); });
   }
 
+  // Stops the publisher thread and waits for it. Graceful: it first sends what it was handed.
+  // Otherwise that is dropped, and the socket is shut down first, so that a send blocked on a
+  // broker that stopped reading returns at once.
+  void stop_publisher(bool graceful) {
+    if (!pub_thread_.joinable()) return;
+    {
+      std::lock_guard lock(pub_mu_);
+      pub_stop_ = true;
+      pub_graceful_ = graceful;
+    }
+    pub_cv_.notify_one();
+    if (!graceful) {
+      std::lock_guard lock(bus_.sock_mu_);
+      if (bus_.pub_sockfd_ >= 0) ::shutdown(bus_.pub_sockfd_, SHUT_RDWR);
+    }
+    pub_thread_.join();
+  }
+
+  // Why the publisher failed, or empty while it works.
+  std::string publisher_failure() {
+    std::lock_guard lock(pub_mu_);
+    return pub_failure_;
+  }
+
+  // Hands the gathered publishes to the publisher thread, in order.
+  void hand_off() {
+    if (pending_.empty()) return;
+    {
+      std::lock_guard lock(pub_mu_);
+      for (auto& p : pending_) pub_queue_.push_back(std::move(p));
+    }
+    pub_cv_.notify_one();
+    pending_.clear();
+    pending_index_.clear();
+  }
+
+  void publisher_loop() {
+    // rabbitmq-c sends heartbeats only when called, and reads the broker's only when asked.
+    const auto tick = opts_.heartbeat.count() > 0
+                          ? std::chrono::milliseconds(opts_.heartbeat.count() * 500)
+                          : std::chrono::milliseconds(1000);
+    auto next_service = Clock::now() + tick;
+    std::vector<TopicBatch> work;
+    Status status = Ok{};
+    for (;;) {
+      bool stop = false;
+      bool graceful = false;
+      {
+        std::unique_lock lock(pub_mu_);
+        pub_cv_.wait_until(lock, next_service, [this] { return pub_stop_ || !pub_queue_.empty(); });
+        work.swap(pub_queue_);
+        stop = pub_stop_;
+        graceful = pub_graceful_;
+      }
+      if (stop && !graceful) status = unexpected(std::string("stopped"));
+      for (auto& [topic, events] : work) {
+        if (!status) {
+          bus_.count_dropped(events.size());
+          continue;
+        }
+        status = send_topic(topic, events);
+      }
+      work.clear();
+      if (status && Clock::now() >= next_service) {
+        status = service_publisher();
+        next_service = Clock::now() + tick;
+      }
+      if (!status && !stop) {
+        // The bus thread sees the failure at its next turn and reconnects; until it stops this
+        // thread, whatever it hands over is dropped (and counted) above.
+        {
+          std::lock_guard lock(pub_mu_);
+          if (pub_failure_.empty()) pub_failure_ = status.error();
+        }
+        bus_.wake();
+      }
+      if (stop) return;
+    }
+  }
+
+  // Lets rabbitmq-c send a heartbeat if one is due and read what the broker sent: its heartbeats
+  // (taken for signs of life), or a close, which ends the connection.
+  Status service_publisher() {
+    amqp_frame_t frame;
+    const timeval tv{0, 1};  // not {0, 0}: that would skip the heartbeat checks (see receive_turn)
+    const int rc = amqp_simple_wait_frame_noblock(pub_conn_, &frame, &tv);
+    if (rc == AMQP_STATUS_TIMEOUT) return Ok{};
+    if (rc != AMQP_STATUS_OK) return unexpected(std::string(amqp_error_string2(rc)));
+    if (frame.frame_type == AMQP_FRAME_METHOD &&
+        (frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
+         frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD)) {
+      return unexpected(std::string("closed by the broker"));
+    }
+    return Ok{};
+  }
+
+  // Sends one topic's events, packed: runs of up to max_pack_events events and max_pack_bytes
+  // bytes become one message. Order within a topic is kept, which is all the port promises.
+  // Publisher thread.
   Status send_topic(const std::string& topic, const std::vector<EventPtr>& events) {
     amqp_basic_properties_t props{};
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -475,10 +608,11 @@ class RabbitmqBus::Worker {
       }
       body_.clear();
       wire::encode_events(topic, std::span<const EventPtr>(events.data() + i, j - i), body_);
-      const int rc = amqp_basic_publish(conn_, kChannel, bytes_of(opts_.exchange), bytes_of(topic),
-                                        /*mandatory=*/0, /*immediate=*/0, &props, bytes_of(body_));
+      const int rc =
+          amqp_basic_publish(pub_conn_, kChannel, bytes_of(opts_.exchange), bytes_of(topic),
+                             /*mandatory=*/0, /*immediate=*/0, &props, bytes_of(body_));
       if (rc != AMQP_STATUS_OK) {
-        drop(events.size() - i);
+        bus_.count_dropped(events.size() - i);
         return unexpected(std::string("basic.publish: ") + amqp_error_string2(rc));
       }
       bus_.events_sent_.fetch_add(j - i, std::memory_order_relaxed);
@@ -601,16 +735,29 @@ class RabbitmqBus::Worker {
     return Ok{};
   }
 
+  using TopicBatch = std::pair<std::string, std::vector<EventPtr>>;
+  static constexpr const char* kConsume = "consume";
+  static constexpr const char* kPublish = "publish";
+
   RabbitmqBus& bus_;
   const RabbitmqOptions& opts_;
-  amqp_connection_state_t conn_ = nullptr;
+  amqp_connection_state_t conn_ = nullptr;      // consuming: queue, bindings, deliveries, acks
+  amqp_connection_state_t pub_conn_ = nullptr;  // publishing (publisher thread while it runs)
   std::string queue_;
   // The topics this node is subscribed to, bound on every connection.
   std::set<std::string> topics_;
   // Publishes gathered in one turn, per topic, topics in the order first seen.
-  std::vector<std::pair<std::string, std::vector<EventPtr>>> pending_;
+  std::vector<TopicBatch> pending_;
   std::unordered_map<std::string, std::size_t> pending_index_;
-  std::string body_;  // reused for every message body
+  // The publisher thread and what it shares with the bus thread (under pub_mu_).
+  std::thread pub_thread_;
+  std::mutex pub_mu_;
+  std::condition_variable pub_cv_;
+  std::vector<TopicBatch> pub_queue_;  // handed over, not yet sent, in order
+  bool pub_stop_ = false;
+  bool pub_graceful_ = false;
+  std::string pub_failure_;
+  std::string body_;  // the publisher thread's, reused for every message body
   Clock::time_point next_depth_check_{};
   // Events were dropped or may have been lost since the last connection: resync after the next.
   bool lost_events_ = false;
@@ -714,10 +861,12 @@ void RabbitmqBus::stop() {
       // a login to a broker that accepted the connection and froze): shutting the socket down
       // fails those calls at once, and the thread then finds stopping_ set.
       std::lock_guard lock(sock_mu_);
-      if (sockfd_ >= 0) {
-        spdlog::warn("bus: RabbitMQ did not let the bus stop within {} ms; closing the socket",
+      if (sockfd_ >= 0 || pub_sockfd_ >= 0) {
+        spdlog::warn("bus: RabbitMQ did not let the bus stop within {} ms; closing the sockets",
                      opts_.stop_grace.count());
-        ::shutdown(sockfd_, SHUT_RDWR);
+      }
+      for (const int fd : {sockfd_, pub_sockfd_}) {
+        if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
       }
     }
     thread_.join();

@@ -172,11 +172,12 @@ class RabbitmqBus : public Bus {
   bool exited_ = false;  // the bus thread has finished (stop() waits for it, within stop_grace)
   std::condition_variable exited_cv_;
 
-  // The connection's socket while one is open, so that stop() can shut it down. The bus thread
-  // sets it after connecting and clears it, under the lock, before closing the descriptor, so
-  // stop() never touches a descriptor that was closed and perhaps reused.
+  // The connections' sockets while they are open, so that stop() can shut them down. The bus
+  // thread sets each after connecting and clears it, under the lock, before closing the descriptor,
+  // so stop() never touches a descriptor that was closed and perhaps reused.
   std::mutex sock_mu_;
-  int sockfd_ = -1;
+  int sockfd_ = -1;      // the consuming connection's
+  int pub_sockfd_ = -1;  // the publishing connection's
 
   Handler on_events_;
   ResyncHandler on_resync_;
