@@ -36,7 +36,8 @@ namespace parley::transport {
 class WsSession;
 class Shard;
 
-// A per-user event, decoded once from the bus on the bus thread.
+// A per-user event, decoded once from the bus on the bus thread. Each kind has its wire name in
+// kUserEventKinds (node.cpp).
 struct UserEvent {
   enum class Kind { joined, left, read, logout, invitation, deleted } kind = Kind::joined;
   std::string user;
