@@ -26,7 +26,6 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr std::size_t kMaxCachedTokens = 100000;
-constexpr std::chrono::seconds kTokenCacheTtl{60};
 
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -410,7 +409,7 @@ void Node::authenticate(const std::string& token,
     auto it = token_cache_.find(h);
     if (it != token_cache_.end()) {
       if (it->second.info.expires_at > now_s() &&
-          std::chrono::steady_clock::now() - it->second.cached_at < kTokenCacheTtl) {
+          std::chrono::steady_clock::now() - it->second.cached_at < opts_.token_cache_ttl) {
         auto info = it->second.info;
         cb(std::move(info));
         return;
@@ -423,7 +422,8 @@ void Node::authenticate(const std::string& token,
       cb(unexpected(make_error_code(store::StoreErrc::not_found)));
       return;
     }
-    if (r) {
+    // A lifetime of 0 turns the cache off: every authentication reads the store.
+    if (r && opts_.token_cache_ttl.count() > 0) {
       std::lock_guard lock(tokens_mu_);
       if (token_cache_.size() >= kMaxCachedTokens) token_cache_.clear();
       token_cache_[h] = CachedToken{*r, std::chrono::steady_clock::now()};
