@@ -116,6 +116,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
                 max_watch = t.protocol.max_watch_users, max_cursors = t.protocol.max_cursors,
                 max_pipelined = t.max_pipelined, max_watched = t.max_watched_users;
   long token_ttl = t.token_ttl_s;
+  long token_cache_ttl = t.token_cache_ttl.count();
   auto& th = t.throttle;
   unsigned long max_conn_ip = th.max_connections_per_ip,
                 max_conn_user = th.max_connections_per_user;
@@ -142,6 +143,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"heartbeat-ms", "interval of this node's heartbeat on the bus", "1000", millis(t.heartbeat_interval), {}},
       {"node-timeout-ms", "a node silent this long is taken for dead and its users go offline", "5000", millis(t.node_timeout), {}},
       {"token-ttl-s", "session token lifetime in seconds", "2592000", number(token_ttl, 60l, 10l * 365 * 86400), {}},
+      {"token-cache-ttl-s", "seconds a node reuses a token lookup before reading the store again (0: no cache)", "60", number(token_cache_ttl, 0l, 3600l), {}},
       {"max-ref-chars", "longest `ref` on a request, in code points", "64", number(max_ref, 1ul, 4096ul), {}},
       {"max-client-msg-id-chars", "longest client_msg_id, in code points", "64", number(max_cmid, 1ul, 4096ul), {}},
       {"max-watch-users", "users one watch request may name", "1000", number(max_watch, 1ul, 1ul << 20), {}},
@@ -258,6 +260,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
   t.replay_page = replay_page;
   t.argon2_memlimit = argon2_mem_kib * 1024;
   t.token_ttl_s = token_ttl;
+  t.token_cache_ttl = std::chrono::seconds(token_cache_ttl);
   t.protocol.max_body_code_points = body_cp;
   t.protocol.max_history_limit = history_max;
   t.protocol.max_ref = max_ref;

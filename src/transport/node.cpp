@@ -9,6 +9,9 @@
 #include <boost/asio/post.hpp>
 #include <charconv>
 #include <chrono>
+#include <iterator>
+#include <optional>
+#include <string_view>
 
 #include "protocol/messages.hpp"
 #include "store/store_metrics.hpp"
@@ -23,7 +26,6 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr std::size_t kMaxCachedTokens = 100000;
-constexpr std::chrono::seconds kTokenCacheTtl{60};
 
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -31,28 +33,43 @@ std::int64_t now_s() {
       .count();
 }
 
-std::string user_event_json(const UserEvent& ev) {
-  std::string out = "{\"kind\":";
-  switch (ev.kind) {
-    case UserEvent::Kind::joined:
-      out += "\"joined\"";
-      break;
-    case UserEvent::Kind::left:
-      out += "\"left\"";
-      break;
-    case UserEvent::Kind::read:
-      out += "\"read\"";
-      break;
-    case UserEvent::Kind::logout:
-      out += "\"logout\"";
-      break;
-    case UserEvent::Kind::invitation:
-      out += "\"invitation\"";
-      break;
-    case UserEvent::Kind::deleted:
-      out += "\"deleted\"";
-      break;
+// The wire name of each UserEvent kind, one row per kind, read in both directions so that the
+// encoder and the decoder cannot drift apart.
+struct UserEventKindName {
+  UserEvent::Kind kind;
+  std::string_view name;
+};
+constexpr UserEventKindName kUserEventKinds[] = {
+    {UserEvent::Kind::joined, "joined"},
+    {UserEvent::Kind::left, "left"},
+    {UserEvent::Kind::read, "read"},
+    {UserEvent::Kind::logout, "logout"},
+    {UserEvent::Kind::invitation, "invitation"},
+    {UserEvent::Kind::deleted, "deleted"},
+};
+// A kind without a row would be sent with an empty name and dropped by every receiver. This
+// counts the rows against the last kind, so a new kind goes last and becomes the one named here.
+static_assert(std::size(kUserEventKinds) == static_cast<std::size_t>(UserEvent::Kind::deleted) + 1,
+              "kUserEventKinds needs one row per UserEvent::Kind");
+
+std::string_view user_event_kind_name(UserEvent::Kind kind) {
+  for (const auto& row : kUserEventKinds) {
+    if (row.kind == kind) return row.name;
   }
+  return {};
+}
+
+std::optional<UserEvent::Kind> user_event_kind(std::string_view name) {
+  for (const auto& row : kUserEventKinds) {
+    if (row.name == name) return row.kind;
+  }
+  return std::nullopt;
+}
+
+std::string user_event_json(const UserEvent& ev) {
+  std::string out = "{\"kind\":\"";
+  out += user_event_kind_name(ev.kind);
+  out += '"';
   auto field = [&out](const char* name, const std::string& v) {
     out += ",\"";
     out += name;
@@ -80,21 +97,9 @@ std::shared_ptr<const UserEvent> parse_user_event(const std::string& json) {
                : std::string();
   };
   auto ev = std::make_shared<UserEvent>();
-  std::string kind = str("kind");
-  if (kind == "joined")
-    ev->kind = UserEvent::Kind::joined;
-  else if (kind == "left")
-    ev->kind = UserEvent::Kind::left;
-  else if (kind == "read")
-    ev->kind = UserEvent::Kind::read;
-  else if (kind == "logout")
-    ev->kind = UserEvent::Kind::logout;
-  else if (kind == "invitation")
-    ev->kind = UserEvent::Kind::invitation;
-  else if (kind == "deleted")
-    ev->kind = UserEvent::Kind::deleted;
-  else
-    return nullptr;
+  auto kind = user_event_kind(str("kind"));
+  if (!kind) return nullptr;
+  ev->kind = *kind;
   ev->user = str("user");
   ev->room = str("room");
   auto seq = d.FindMember("seq");
@@ -404,7 +409,7 @@ void Node::authenticate(const std::string& token,
     auto it = token_cache_.find(h);
     if (it != token_cache_.end()) {
       if (it->second.info.expires_at > now_s() &&
-          std::chrono::steady_clock::now() - it->second.cached_at < kTokenCacheTtl) {
+          std::chrono::steady_clock::now() - it->second.cached_at < opts_.token_cache_ttl) {
         auto info = it->second.info;
         cb(std::move(info));
         return;
@@ -417,7 +422,8 @@ void Node::authenticate(const std::string& token,
       cb(unexpected(make_error_code(store::StoreErrc::not_found)));
       return;
     }
-    if (r) {
+    // A lifetime of 0 turns the cache off: every authentication reads the store.
+    if (r && opts_.token_cache_ttl.count() > 0) {
       std::lock_guard lock(tokens_mu_);
       if (token_cache_.size() >= kMaxCachedTokens) token_cache_.clear();
       token_cache_[h] = CachedToken{*r, std::chrono::steady_clock::now()};

@@ -36,7 +36,8 @@ namespace parley::transport {
 class WsSession;
 class Shard;
 
-// A per-user event, decoded once from the bus on the bus thread.
+// A per-user event, decoded once from the bus on the bus thread. Each kind has its wire name in
+// kUserEventKinds (node.cpp).
 struct UserEvent {
   enum class Kind { joined, left, read, logout, invitation, deleted } kind = Kind::joined;
   std::string user;
@@ -185,8 +186,9 @@ class Node {
   void log_state_changes();
 
   std::mutex tokens_mu_;
-  // A token hash's lookup, reused for kTokenCacheTtl: revocations reach every node on the bus at
-  // once, and the TTL bounds how long a node that missed one (its bus was down) trusts a token.
+  // A token hash's lookup, reused for Options::token_cache_ttl: revocations reach every node on
+  // the bus at once, and the TTL bounds how long a node that missed one (its bus was down) trusts
+  // a token.
   struct CachedToken {
     store::TokenInfo info;
     std::chrono::steady_clock::time_point cached_at;

@@ -26,6 +26,7 @@ struct Options {
   std::chrono::milliseconds http_request_timeout{30000};  // idle keep-alive or trickled request
   std::chrono::milliseconds drain_window{2000};           // SIGTERM: 1001 closes spread over this
   std::int64_t token_ttl_s = 30LL * 24 * 3600;            // tokens live 30 days
+  std::chrono::seconds token_cache_ttl{60};               // token lookups reused this long; 0: off
   core::RateLimit send_rate{20, 40};                      // per user per node
   core::RateLimit typing_rate{2, 10};                     // typing events per user per node
   std::size_t max_watched_users = 10000;                  // distinct users one socket may watch

@@ -5,14 +5,13 @@
 // again, and the old token is dead.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import * as L from './lib.mjs';
 
 const DELETED = 'Your account was deleted.';
 
 describe('account deletion', () => {
-  let server;
-  let browser;
+  const fx = L.serverAndBrowser();
   let alice; // the tab that deletes
   let aliceTab2; // a second tab of the same browser (shares localStorage)
   let aliceDevice2; // another browser context: another device
@@ -24,15 +23,8 @@ describe('account deletion', () => {
   };
 
   before(async () => {
-    server = await new L.Server().start();
-    browser = await L.launchBrowser();
-    alice = await L.openClient(browser, server);
-    aliceDevice2 = await L.openClient(browser, server);
-  });
-
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
+    alice = await L.openClient(fx.browser, fx.server);
+    aliceDevice2 = await L.openClient(fx.browser, fx.server);
   });
 
   test('the Account panel: warning, password field, fits a phone screen', async () => {
@@ -48,7 +40,7 @@ describe('account deletion', () => {
       if (m.type() === 'error' && !/Failed to load resource|net::ERR_/.test(m.text()))
         aliceTab2.problems.push(`console: ${m.text()}`);
     });
-    await aliceTab2.goto(server.url + '/');
+    await aliceTab2.goto(fx.server.url + '/');
     await L.waitOnline(aliceTab2);
     await alice.bringToFront(); // a background tab's animation frames are throttled
 
@@ -158,7 +150,7 @@ describe('account deletion', () => {
     }
 
     // The old token is dead.
-    const res = await fetch(`${server.url}/api/v1/rooms`, {
+    const res = await fetch(`${fx.server.url}/api/v1/rooms`, {
       headers: { Authorization: `Bearer ${token}` },
     });
     assert.equal(res.status, 401);

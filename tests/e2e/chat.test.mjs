@@ -2,25 +2,17 @@
 // presence; a reload keeps the session and shows the same history.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import * as L from './lib.mjs';
 
 describe('two users chatting', () => {
-  let server;
-  let browser;
+  const fx = L.serverAndBrowser();
   let alice;
   let bob;
 
   before(async () => {
-    server = await new L.Server().start();
-    browser = await L.launchBrowser();
-    alice = await L.openClient(browser, server);
-    bob = await L.openClient(browser, server);
-  });
-
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
+    alice = await L.openClient(fx.browser, fx.server);
+    bob = await L.openClient(fx.browser, fx.server);
   });
 
   test('register, create a room, chat both ways, typing and presence', async () => {
@@ -113,14 +105,14 @@ describe('two users chatting', () => {
     await alice.waitForSelector(
       '[data-testid="presence-dot"][data-user="bob"][data-status="offline"]',
     );
-    const ctx = await browser.newContext({
+    const ctx = await fx.browser.newContext({
       storageState: bobState,
       viewport: { width: 1100, height: 720 },
     });
     bob = await ctx.newPage();
     bob.problems = [];
     bob.on('pageerror', (e) => bob.problems.push(e.message));
-    await bob.goto(server.url + '/');
+    await bob.goto(fx.server.url + '/');
     await L.waitOnline(bob); // the stored token: no login form
     await alice.waitForSelector('[data-testid="person"][data-user="bob"][data-status="online"]');
 

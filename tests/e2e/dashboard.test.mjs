@@ -7,27 +7,16 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as L from './lib.mjs';
 
 const run = promisify(execFile);
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new L.Server().start();
-  browser = await L.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = L.serverAndBrowser();
 
 /** `parleyd admin grant|revoke USER` on the test server's SQLite store, while it runs. */
 async function admin(action, user) {
-  const store = `sqlite:${path.join(server.dir, 'p.db')}`;
+  const store = `sqlite:${path.join(fx.server.dir, 'p.db')}`;
   const { stdout } = await run(L.PARLEYD, ['admin', action, user, '--store', store], {
     timeout: 20000,
   });
@@ -38,6 +27,7 @@ const card = (page) => page.locator('[data-testid="node-card"]').first();
 const attr = async (page, name) => Number(await card(page).getAttribute(name));
 
 test('an admin sees the node charts move with traffic; a non-admin is refused', async () => {
+  const { server, browser } = fx;
   // Both log in through the chat client, which keeps the session in localStorage.
   const boss = await L.openClient(browser, server);
   await L.registerUi(boss, 'boss');

@@ -2,27 +2,17 @@
 // the WebSocket API, then the room is opened in the browser and scrolled up with the wheel.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as L from './lib.mjs';
 
 const COUNT = 120;
-let server;
-let browser;
-
-before(async () => {
-  // The messages are prepared quickly: no send rate limit on this server.
-  server = await new L.Server({
-    extraArgs: ['--send-rate', '100000', '--send-burst', '100000'],
-  }).start();
-  browser = await L.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
+// The messages are prepared quickly: no send rate limit on this server.
+const fx = L.serverAndBrowser({
+  extraArgs: ['--send-rate', '100000', '--send-burst', '100000'],
 });
 
 test('scrolling up loads older history until the first message', async () => {
+  const { server, browser } = fx;
   const carol = await L.apiRegister(server, 'carol');
   const page = await L.openClient(browser, server, { viewport: { width: 1000, height: 640 } });
   const frames = [{ type: 'create', room: 'archive', visibility: 'public' }];

@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
@@ -173,6 +174,26 @@ export function launchBrowser() {
       '--disable-sync',
     ],
   });
+}
+
+/**
+ * The fixture every test file shares: registers a `before` hook that starts a Server (built
+ * with `options`, e.g. `{ extraArgs }`) and launches the browser, and an `after` hook that
+ * closes both. Call it at the top level of a test file or inside `describe()`; the hooks belong
+ * to that suite, so a file's own `before` hooks registered after it see both running. Returns
+ * the object whose `server` and `browser` the `before` hook fills in.
+ */
+export function serverAndBrowser(options = {}) {
+  const fixture = { server: null, browser: null };
+  before(async () => {
+    fixture.server = await new Server(options).start();
+    fixture.browser = await launchBrowser();
+  });
+  after(async () => {
+    await fixture.browser?.close();
+    await fixture.server?.stop();
+  });
+  return fixture;
 }
 
 /**

@@ -3,21 +3,10 @@
 // order, on both sides.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as L from './lib.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new L.Server().start();
-  browser = await L.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = L.serverAndBrowser();
 
 /** Types a message key by key (so `typing` frames go out) and sends it with Enter. */
 async function typeAndSend(page, text) {
@@ -27,6 +16,7 @@ async function typeAndSend(page, text) {
 }
 
 test('kill -9 and restart while sending: each message exactly once, in order, both sides', async () => {
+  const { server, browser } = fx;
   const alice = await L.openClient(browser, server);
   const bob = await L.openClient(browser, server);
   await L.registerUi(alice, 'alice');

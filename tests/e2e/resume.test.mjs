@@ -4,26 +4,16 @@
 // order.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as L from './lib.mjs';
 
 const GAP = 1200;
-let server;
-let browser;
-
-before(async () => {
-  server = await new L.Server({
-    extraArgs: ['--write-queue-bytes', '65536', '--send-rate', '100000', '--send-burst', '100000'],
-  }).start();
-  browser = await L.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
+const fx = L.serverAndBrowser({
+  extraArgs: ['--write-queue-bytes', '65536', '--send-rate', '100000', '--send-burst', '100000'],
 });
 
 test('a gap larger than the write queue: every message once, in order', async () => {
+  const { server, browser } = fx;
   const alice = await L.apiRegister(server, 'alice');
   let bob = await L.openClient(browser, server);
   await L.registerUi(bob, 'bob');

@@ -3,25 +3,15 @@
 // width, and logging out.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as L from './lib.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new L.Server().start();
-  browser = await L.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = L.serverAndBrowser();
 
 const item = (page, room) => page.locator(`[data-testid="room-item"][data-room="${room}"]`);
 
 test('private room, invitation, unread counts, DM, leave, keyboard, logout', async () => {
+  const { server, browser } = fx;
   const erin = await L.openClient(browser, server);
   const frank = await L.openClient(browser, server);
   await L.registerUi(erin, 'erin');

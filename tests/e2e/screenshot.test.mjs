@@ -5,24 +5,14 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as L from './lib.mjs';
 
 const README_SHOT = path.join(L.REPO_ROOT, 'docs', 'screenshot-chat.png');
-let server;
-let browser;
-
-before(async () => {
-  server = await new L.Server().start();
-  browser = await L.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = L.serverAndBrowser();
 
 test('screenshot of the chat view for the README', async () => {
+  const { server, browser } = fx;
   const carol = await L.apiRegister(server, 'carol');
   const alice = await L.openClient(browser, server, { viewport: { width: 1200, height: 800 } });
   await L.registerUi(alice, 'alice');

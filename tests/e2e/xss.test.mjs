@@ -2,7 +2,7 @@
 // (pending and acknowledged), not for the receiver (live), not after a reload (history).
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as L from './lib.mjs';
 
 // Each payload tries to set window.__xss (or to open a dialog) if it is ever parsed as HTML,
@@ -60,18 +60,7 @@ const PAYLOADS = [
   '<svg><animate onbegin=window.__xss=50 attributeName=x dur=1s>',
 ];
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new L.Server().start();
-  browser = await L.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = L.serverAndBrowser();
 
 /** Asserts that the open room shows exactly the payloads, as text, and nothing ran. */
 async function assertInert(page, who) {
@@ -110,6 +99,7 @@ async function assertInert(page, who) {
 }
 
 test('50 XSS payloads are shown as text and none executes', async () => {
+  const { server, browser } = fx;
   assert.equal(PAYLOADS.length, 50);
   assert.equal(new Set(PAYLOADS).size, 50);
   const alice = await L.openClient(browser, server);
