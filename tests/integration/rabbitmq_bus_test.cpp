@@ -316,6 +316,29 @@ TEST(RabbitmqWire, RoundTripKeepsEveryField) {
   }
 }
 
+TEST(RabbitmqWire, MergesBatchesPerTopicKeepingOrder) {
+  using parley::bus::wire::TopicBatch;
+  auto ev = [](const std::string& topic, std::uint64_t seq) {
+    return make_event(EventKind::message, topic, seq, "n", std::to_string(seq));
+  };
+  std::vector<TopicBatch> batches;
+  batches.push_back({"room.b", {ev("room.b", 1), ev("room.b", 2)}});
+  batches.push_back({"room.a", {ev("room.a", 1)}});
+  batches.push_back({"room.b", {ev("room.b", 3)}});
+  batches.push_back({"room.c", {ev("room.c", 1)}});
+  batches.push_back({"room.a", {ev("room.a", 2), ev("room.a", 3)}});
+  parley::bus::wire::merge_by_topic(batches);
+  std::vector<std::pair<std::string, std::vector<std::uint64_t>>> got;
+  for (const auto& [topic, events] : batches) {
+    std::vector<std::uint64_t> seqs;
+    for (const auto& e : events) seqs.push_back(e->seq);
+    got.emplace_back(topic, seqs);
+  }
+  const std::vector<std::pair<std::string, std::vector<std::uint64_t>>> want{
+      {"room.b", {1, 2, 3}}, {"room.a", {1, 2, 3}}, {"room.c", {1}}};
+  EXPECT_EQ(got, want);
+}
+
 TEST(RabbitmqWire, RejectsMalformedBodies) {
   std::vector<EventPtr> in{make_event(EventKind::message, "room.a", 7, "n1", "payload", "a")};
   std::string good;

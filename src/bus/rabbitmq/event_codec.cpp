@@ -3,6 +3,9 @@
 
 #include "bus/rabbitmq/event_codec.hpp"
 
+#include <iterator>
+#include <unordered_map>
+
 #include <cstdint>
 #include <memory>
 
@@ -151,6 +154,23 @@ Result<std::vector<EventPtr>, std::string> decode_events(std::string_view body) 
     return unexpected(std::string("trailing bytes after the last event"));
   }
   return out;
+}
+
+void merge_by_topic(std::vector<TopicBatch>& batches) {
+  if (batches.size() < 2) return;
+  std::vector<TopicBatch> merged;
+  std::unordered_map<std::string, std::size_t> index;
+  for (auto& [topic, events] : batches) {
+    auto [it, inserted] = index.try_emplace(topic, merged.size());
+    if (inserted) {
+      merged.emplace_back(std::move(topic), std::move(events));
+      continue;
+    }
+    auto& into = merged[it->second].second;
+    into.insert(into.end(), std::make_move_iterator(events.begin()),
+                std::make_move_iterator(events.end()));
+  }
+  batches.swap(merged);
 }
 
 }  // namespace parley::bus::wire

@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "bus/bus.hpp"
@@ -39,6 +40,14 @@ std::size_t encoded_size(const Event& e);
 
 // Appends a body holding `events`, whose topic is taken to be `topic`, to `out`.
 void encode_events(std::string_view topic, std::span<const EventPtr> events, std::string& out);
+
+// A topic and its events in publish order: what one publisher turn sends, packed.
+using TopicBatch = std::pair<std::string, std::vector<EventPtr>>;
+
+// Merges the batches of one topic into its first, keeping the order of events within each topic
+// and the order in which topics first appear. Batches taken together after a backlog then pack
+// into fewer, fuller messages.
+void merge_by_topic(std::vector<TopicBatch>& batches);
 
 // Decodes a body. Every event gets the body's topic.
 Result<std::vector<EventPtr>, std::string> decode_events(std::string_view body);
