@@ -389,9 +389,13 @@ class AuthRace : public ::testing::Test {
   void TearDown() override {
     clients_.clear();
     store_->drop();
-    node_.reset();  // stops and joins the shard thread
+    // parleyd's order (main.cpp): the bus's thread calls into the node until the bus stops, and
+    // the store's callbacks post to the shard, whose handlers the node's destruction discards.
+    node_->stop();
+    node_->join();
     bus_->stop();
     sqlite_.reset();
+    node_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
