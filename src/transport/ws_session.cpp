@@ -30,6 +30,10 @@ constexpr auto kCloseGrace = std::chrono::seconds(2);
 // Live messages held for one room while it catches up; past this the held copies are dropped
 // and the catch-up reads them from the cache or the store instead (bounded memory per session).
 constexpr std::size_t kMaxHeld = 4096;
+// User events kept for a session between its registration and its welcome (one room-list read,
+// normally a millisecond). Past this they are dropped and the list is read again, which is safe:
+// an event is published only after its change has committed, so the new read sees it.
+constexpr std::size_t kMaxEarlyEvents = 1024;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -393,8 +397,8 @@ void WsSession::finish_close() {
 
 void WsSession::detach() {
   shard_.remove_session(this);
-  if (!registered_) return;
-  registered_ = false;
+  if (!listening_) return;
+  listening_ = false;
   node_.throttle().user_connections().release(user_);
   for (auto& [room, rs] : rooms_) {
     if (rs.counts_for_synced) --syncing_rooms_;
@@ -404,6 +408,9 @@ void WsSession::detach() {
   for (const auto& [u, status] : watching_) shard_.remove_watcher(u, this);
   watching_.clear();
   shard_.remove_user_session(user_, this);
+  early_events_.clear();
+  if (!registered_) return;  // closed before its welcome
+  registered_ = false;
   node_.session_closed(user_);
   node_.metrics().sessions.dec();
 }
@@ -448,6 +455,10 @@ void WsSession::deliver_presence(const std::string& user, bool online,
 }
 
 void WsSession::on_user_event(const UserEvent& ev) {
+  if (state_ == State::authenticating) {
+    on_early_user_event(ev);
+    return;
+  }
   if (state_ != State::live) return;
   switch (ev.kind) {
     case UserEvent::Kind::joined:
@@ -685,44 +696,27 @@ bool WsSession::require_member(const std::optional<std::string>& ref, const std:
 
 void WsSession::handle_auth(const std::optional<std::string>& ref, protocol::AuthReq req) {
   token_hash_ = Node::hash_token(req.token);
-  node_.authenticate(req.token, [self = shared_from_this(), ref, cursors = std::move(req.cursors)](
-                                    Result<store::TokenInfo> r) mutable {
-    if (!r) {
-      bool down = r.error() == store::StoreErrc::unavailable;
-      self->post_self([ref, down](WsSession& s) {
-        if (s.state_ != State::authenticating) return;
-        if (down) {
-          s.send_error(ref, ErrorCode::unavailable, "the store is unavailable; reconnect shortly");
-          s.close(ws::close_code::internal_error, "store unavailable");
-        } else {
-          spdlog::info("ws {}: rejected token", s.remote_);
-          s.send_error(ref, ErrorCode::unauthorized, "invalid or expired token");
-          s.close(ws::close_code::policy_violation, "unauthorized");
-        }
-      });
-      return;
-    }
-    auto info = std::move(*r);
-    self->node_.store().list_rooms(
-        info.user, [self, ref, info, cursors = std::move(cursors)](
-                       Result<std::vector<store::RoomSummary>> rooms) mutable {
-          self->post_self([ref, info = std::move(info), cursors = std::move(cursors),
-                           rooms = std::move(rooms)](WsSession& s) mutable {
-            if (s.state_ != State::authenticating) return;
-            if (!rooms) {
-              s.send_error(ref, ErrorCode::unavailable,
-                           "the store is unavailable; reconnect shortly");
-              s.close(ws::close_code::internal_error, "store unavailable");
-              return;
-            }
-            s.on_authenticated(std::move(info), std::move(*rooms), std::move(cursors));
-          });
-        });
+  auth_ref_ = ref;
+  auth_cursors_ = std::move(req.cursors);
+  node_.authenticate(req.token, [self = shared_from_this()](Result<store::TokenInfo> r) {
+    self->post_self([r = std::move(r)](WsSession& s) {
+      if (s.state_ != State::authenticating) return;
+      if (r) {
+        s.on_token_valid(*r);
+      } else if (r.error() == store::StoreErrc::unavailable) {
+        s.send_error(s.auth_ref_, ErrorCode::unavailable,
+                     "the store is unavailable; reconnect shortly");
+        s.close(ws::close_code::internal_error, "store unavailable");
+      } else {
+        spdlog::info("ws {}: rejected token", s.remote_);
+        s.send_error(s.auth_ref_, ErrorCode::unauthorized, "invalid or expired token");
+        s.close(ws::close_code::policy_violation, "unauthorized");
+      }
+    });
   });
 }
 
-void WsSession::on_authenticated(store::TokenInfo info, std::vector<store::RoomSummary> rooms,
-                                 std::vector<std::pair<std::string, std::uint64_t>> cursors) {
+void WsSession::on_token_valid(const store::TokenInfo& info) {
   // Sessions per user on this node: over the cap, refuse this one (the others stay).
   if (!node_.throttle().user_connections().try_acquire(info.user)) {
     spdlog::info("ws {}: {} has too many sessions, closing", remote_, info.user);
@@ -730,16 +724,63 @@ void WsSession::on_authenticated(store::TokenInfo info, std::vector<store::RoomS
     close(ws::close_code::policy_violation, "too many connections");
     return;
   }
+  // Registered for the user's events before the room list is read (see ws_session.hpp): the
+  // bus subscription to the user's topic is requested here, ahead of the read.
+  user_ = info.user;
+  listening_ = true;
+  shard_.add_user_session(user_, this);
+  list_rooms();
+}
+
+void WsSession::list_rooms() {
+  const std::uint64_t generation = ++list_generation_;
+  node_.store().list_rooms(user_, [self = shared_from_this(),
+                                   generation](Result<std::vector<store::RoomSummary>> rooms) {
+    self->post_self([generation, rooms = std::move(rooms)](WsSession& s) mutable {
+      if (s.state_ != State::authenticating || generation != s.list_generation_) return;
+      if (!rooms) {
+        s.send_error(s.auth_ref_, ErrorCode::unavailable,
+                     "the store is unavailable; reconnect shortly");
+        s.close(ws::close_code::internal_error, "store unavailable");
+        return;
+      }
+      s.on_authenticated(std::move(*rooms));
+    });
+  });
+}
+
+void WsSession::on_early_user_event(const UserEvent& ev) {
+  if (ev.kind == UserEvent::Kind::logout && ev.token_hash != token_hash_) return;
+  if (ev.kind == UserEvent::Kind::logout || ev.kind == UserEvent::Kind::deleted) {
+    // The token died after it was checked (logged out, or the account deleted): answer as the
+    // check would have answered now, rather than welcome the session and close it at once.
+    spdlog::info("ws {}: token of {} revoked during authentication", remote_, user_);
+    send_error(auth_ref_, ErrorCode::unauthorized, "invalid or expired token");
+    close(ws::close_code::policy_violation, "unauthorized");
+    return;
+  }
+  if (early_events_.size() >= kMaxEarlyEvents) {
+    // Too many to keep: drop them, this one included, and read the list again. Each dropped
+    // event's change committed before it was published, so the new read reflects it (the
+    // notifications among them, `read` and `invitation`, are lost to this session).
+    early_events_.clear();
+    list_rooms();
+    return;
+  }
+  early_events_.push_back(ev);
+}
+
+void WsSession::on_authenticated(std::vector<store::RoomSummary> rooms) {
   timer_.cancel();
   state_ = State::live;
-  user_ = info.user;
   registered_ = true;
   node_.metrics().sessions.inc();
-  shard_.add_user_session(user_, this);
   node_.session_opened(user_);
   send_json(protocol::encode_welcome(user_, node_.options().node_id, now_ms()));
 
-  std::unordered_map<std::string, std::uint64_t> cursor_of(cursors.begin(), cursors.end());
+  std::unordered_map<std::string, std::uint64_t> cursor_of(auth_cursors_.begin(),
+                                                           auth_cursors_.end());
+  auth_cursors_ = {};
   // A replay served from the cache completes inside add_room; hold `synced` back until every
   // cursor room has been added.
   ++syncing_rooms_;
@@ -750,6 +791,14 @@ void WsSession::on_authenticated(store::TokenInfo info, std::vector<store::RoomS
     } else {
       add_room(r.room, r.last_seq, r.last_seq, false);
     }
+  }
+  // Then what changed while the list was read, through the live path, which is idempotent: a
+  // `joined` of a room the list has, or a `left` of one it lacks, does nothing.
+  auto early = std::move(early_events_);
+  early_events_ = {};
+  for (const auto& ev : early) {
+    if (state_ != State::live) break;
+    on_user_event(ev);
   }
   --syncing_rooms_;
   maybe_synced();

@@ -11,6 +11,15 @@
 // being synchronised (a resume cursor, a join, an invitation accepted elsewhere) is "held":
 // live messages for it are kept aside while the gap is read from the recent-message cache or
 // the store, then the held ones are released in order, skipping what the replay already sent.
+//
+// Authentication: once the token names the user, the session registers for the user's events
+// before it reads the user's rooms from the store, and keeps the events that arrive meanwhile
+// until the list is in. A membership change committed while the list is read then reaches the
+// session either through the list or through its event (applied after the list, so twice is
+// harmless); registering after the read would let a change committed in between reach neither.
+// (With RabbitMQ, a user's first session on a node asks for the binding of the user's topic,
+// which the broker applies a moment later, unconfirmed: a change made on another node inside
+// that moment can still be missed.)
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -85,8 +94,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
 
   // Requests.
   void handle_auth(const std::optional<std::string>& ref, protocol::AuthReq req);
-  void on_authenticated(store::TokenInfo info, std::vector<store::RoomSummary> rooms,
-                        std::vector<std::pair<std::string, std::uint64_t>> cursors);
+  // The token is valid: registers for the user's events, then reads the user's rooms.
+  void on_token_valid(const store::TokenInfo& info);
+  // Reads the user's rooms; only the newest read's answer is used (see on_early_user_event).
+  void list_rooms();
+  void on_authenticated(std::vector<store::RoomSummary> rooms);
+  // A user event that arrived between registration and the welcome.
+  void on_early_user_event(const UserEvent& ev);
   void handle_send(const std::optional<std::string>& ref, protocol::SendReq req);
   void handle_history(const std::optional<std::string>& ref, protocol::HistoryReq req);
   void handle_create(const std::optional<std::string>& ref, protocol::CreateReq req);
@@ -125,6 +139,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   boost::asio::steady_timer timer_;  // auth timeout, then the close grace period
   State state_ = State::awaiting_auth;
   std::vector<std::string> pending_frames_;  // requests pipelined behind auth
+  // The auth request's ref and cursors, kept until the welcome.
+  std::optional<std::string> auth_ref_;
+  std::vector<std::pair<std::string, std::uint64_t>> auth_cursors_;
+  // User events that arrived before the welcome, applied right after the room list; and the
+  // number of the newest room-list read, whose answer alone is used.
+  std::vector<UserEvent> early_events_;
+  std::uint64_t list_generation_ = 0;
 
   std::string user_;
   std::string token_hash_;
@@ -136,7 +157,10 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::size_t syncing_rooms_ = 0;
   std::vector<std::string> replay_waiting_;  // rooms whose next replay page waits for the queue
   bool synced_sent_ = false;
-  bool registered_ = false;  // in the shard's tables and presence
+  // In the shard's user table and counted against the user's session cap: from the moment the
+  // token is found valid, before the room list is read.
+  bool listening_ = false;
+  bool registered_ = false;  // in presence and the sessions gauge: from the welcome
 
   struct Queued {
     std::shared_ptr<const std::string> frame;
