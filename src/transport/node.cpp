@@ -26,6 +26,8 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr std::size_t kMaxCachedTokens = 100000;
+// The bus topic every node subscribes to for logouts and account deletions (token revocations).
+constexpr std::string_view kRevocationsTopic = "revocations";
 
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -187,6 +189,7 @@ void Node::start() {
              [this] { on_bus_resync(); });
   bus_.subscribe("presence");
   bus_.subscribe("node");
+  bus_.subscribe(std::string(kRevocationsTopic));
   unsigned char raw[8];
   randombytes_buf(raw, sizeof raw);
   char hex[17];
@@ -404,8 +407,10 @@ std::string Node::hash_token(std::string_view token) {
 void Node::authenticate(const std::string& token,
                         std::function<void(Result<store::TokenInfo>)> cb) {
   const std::string h = hash_token(token);
+  std::uint64_t generation = 0;
   {
     std::lock_guard lock(tokens_mu_);
+    generation = revocations_;
     auto it = token_cache_.find(h);
     if (it != token_cache_.end()) {
       if (it->second.info.expires_at > now_s() &&
@@ -417,19 +422,40 @@ void Node::authenticate(const std::string& token,
       token_cache_.erase(it);
     }
   }
-  store_.lookup_token(h, [this, h, cb = std::move(cb)](Result<store::TokenInfo> r) {
-    if (r && r->expires_at <= now_s()) {
-      cb(unexpected(make_error_code(store::StoreErrc::not_found)));
-      return;
-    }
-    // A lifetime of 0 turns the cache off: every authentication reads the store.
-    if (r && opts_.token_cache_ttl.count() > 0) {
-      std::lock_guard lock(tokens_mu_);
-      if (token_cache_.size() >= kMaxCachedTokens) token_cache_.clear();
-      token_cache_[h] = CachedToken{*r, std::chrono::steady_clock::now()};
-    }
-    cb(std::move(r));
-  });
+  look_up_token(h, generation, /*retry=*/true, std::move(cb));
+}
+
+void Node::look_up_token(const std::string& h, std::uint64_t generation, bool retry,
+                         std::function<void(Result<store::TokenInfo>)> cb) {
+  store_.lookup_token(
+      h, [this, h, generation, retry, cb = std::move(cb)](Result<store::TokenInfo> r) mutable {
+        if (r && r->expires_at <= now_s()) {
+          cb(unexpected(make_error_code(store::StoreErrc::not_found)));
+          return;
+        }
+        if (r) {
+          std::unique_lock lock(tokens_mu_);
+          if (revocations_ != generation) {
+            // A logout or deletion arrived while the store was read: the answer may predate it. Its
+            // event is published after its commit, so a second read sees it. Nothing is cached from
+            // a read that a revocation overtook.
+            const std::uint64_t now_generation = revocations_;
+            lock.unlock();
+            if (retry) {
+              look_up_token(h, now_generation, /*retry=*/false, std::move(cb));
+            } else {
+              cb(std::move(r));
+            }
+            return;
+          }
+          // A lifetime of 0 turns the cache off: every authentication reads the store.
+          if (opts_.token_cache_ttl.count() > 0) {
+            if (token_cache_.size() >= kMaxCachedTokens) token_cache_.clear();
+            token_cache_[h] = CachedToken{*r, std::chrono::steady_clock::now()};
+          }
+        }
+        cb(std::move(r));
+      });
 }
 
 std::vector<std::string> Node::peer_stats() {
@@ -445,6 +471,7 @@ std::vector<std::string> Node::peer_stats() {
 
 void Node::forget_token(const std::string& token_hash) {
   std::lock_guard lock(tokens_mu_);
+  ++revocations_;
   token_cache_.erase(token_hash);
 }
 
@@ -452,6 +479,7 @@ void Node::forget_user_tokens(const std::string& user) {
   // A walk over the whole cache: deletions are rare, and an index by user would cost memory
   // and upkeep on every authentication.
   std::lock_guard lock(tokens_mu_);
+  ++revocations_;
   std::erase_if(token_cache_, [&user](const auto& kv) { return kv.second.info.user == user; });
 }
 
@@ -489,6 +517,15 @@ void Node::publish_user_event(const UserEvent& uev) {
   ev->user = uev.user;
   ev->origin_node = opts_.node_id;
   ev->payload = user_event_json(uev);
+  if (uev.kind == UserEvent::Kind::logout || uev.kind == UserEvent::Kind::deleted) {
+    // The user's topic reaches only the nodes where the user has a session; a token cached by
+    // any other node (an HTTP request, a session since closed) must die too. Every node listens
+    // on the revocations topic. Logouts and deletions are rare, so the copy costs nothing.
+    auto revocation = std::make_shared<bus::Event>(*ev);
+    revocation->topic = std::string(kRevocationsTopic);
+    metrics_.bus_published.inc();
+    bus_.publish(std::move(revocation));
+  }
   metrics_.bus_published.inc();
   bus_.publish(std::move(ev));
 }
@@ -538,8 +575,14 @@ void Node::on_bus_events(std::vector<bus::EventPtr> batch) {
       case bus::EventKind::user:
         d.user_event = parse_user_event(ev->payload);
         if (!d.user_event) continue;
-        if (d.user_event->kind == UserEvent::Kind::logout) forget_token(d.user_event->token_hash);
-        if (d.user_event->kind == UserEvent::Kind::deleted) forget_user_tokens(d.user_event->user);
+        if (ev->topic == kRevocationsTopic) {
+          // Only the token cache listens here; the sessions hear it on the user's topic.
+          if (d.user_event->kind == UserEvent::Kind::logout) forget_token(d.user_event->token_hash);
+          if (d.user_event->kind == UserEvent::Kind::deleted) {
+            forget_user_tokens(d.user_event->user);
+          }
+          continue;
+        }
         break;
       case bus::EventKind::presence: {
         bool online = ev->payload.find("true") != std::string::npos;

@@ -141,6 +141,10 @@ class Node {
   void session_closed(const std::string& user);
 
  private:
+  // Reads a token from the store and caches it unless a revocation (generation) overtook the
+  // read; then it reads once more when `retry` is set (see authenticate).
+  void look_up_token(const std::string& h, std::uint64_t generation, bool retry,
+                     std::function<void(Result<store::TokenInfo>)> cb);
   void on_bus_events(std::vector<bus::EventPtr> batch);
   void on_bus_resync();
   void observe_delivery_latency(const std::string& payload);
@@ -194,6 +198,9 @@ class Node {
     std::chrono::steady_clock::time_point cached_at;
   };
   std::unordered_map<std::string, CachedToken> token_cache_;  // token hash -> lookup
+  // Counts revocations (forget_token, forget_user_tokens), so that a store read that one
+  // overtook neither fills the cache nor stands unchecked (see look_up_token).
+  std::uint64_t revocations_ = 0;
 };
 
 }  // namespace parley::transport

@@ -328,5 +328,38 @@ TEST_F(ClusterPresence, LogoutOnOneNodeClosesTheTokensSocketsOnEveryNodeWithin1s
   EXPECT_EQ(client::HttpClient(b, 10s).get("/api/v1/rooms", other_token).status, 200);
 }
 
+// A node caches a token for --token-cache-ttl-s (60 s) after any use, also without a session of
+// the user (an HTTP request, a socket since closed), and so without a subscription to the user's
+// events. A logout elsewhere must still kill the token there at once: revocations go to every
+// node.
+TEST_F(ClusterPresence, LogoutReachesTheTokenCacheOfANodeWithoutTheUsersSessions) {
+  auto& c = make_cluster({.nodes = 2, .extra_args = {}});
+  const auto a = endpoint_of(c.node(0));
+  const auto b = endpoint_of(c.node(1));
+  const auto name = unique_name("r");
+  const auto token = register_user(a, name);
+  // Node B caches the token through HTTP only: no session, so no subscription to the user.
+  ASSERT_EQ(client::HttpClient(b, 10s).get("/api/v1/rooms", token).status, 200);
+
+  const auto t0 = steady::now();
+  auto res = client::HttpClient(a, 10s).request("POST", "/api/v1/logout", std::nullopt, token);
+  ASSERT_EQ(res.status, 204) << res.body;
+  int status = 0;
+  while (ms_since(t0) < 3000) {
+    status = client::HttpClient(b, 10s).get("/api/v1/rooms", token).status;
+    if (status == 401) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  const auto took = ms_since(t0);
+  ASSERT_EQ(status, 401) << "node B still accepts the logged-out token 3 s after the logout";
+  EXPECT_LE(took, 1000) << "node B accepted the logged-out token for " << took << " ms";
+  std::cout << "node B refused the logged-out token " << took << " ms after the logout on node A"
+            << std::endl;
+  // Nor does a socket on B get in with it.
+  auto ws = std::make_unique<client::WsClient>();
+  ws->connect(b.host, b.port, "/ws", 5s);
+  EXPECT_THROW(client::authenticate(*ws, token), std::exception);
+}
+
 }  // namespace
 }  // namespace parley::cluster
