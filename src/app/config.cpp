@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "bus/rabbitmq/rabbitmq_bus.hpp"
 #include "core/throttle.hpp"
 
 namespace parley::app {
@@ -68,6 +69,19 @@ std::function<std::optional<std::string>(const std::string&)> millis(std::chrono
 
 std::function<std::optional<std::string>(const std::string&)> text(std::string& t) {
   return [&t](const std::string& v) -> std::optional<std::string> {
+    t = v;
+    return std::nullopt;
+  };
+}
+
+// --bus-exchange, with the RabbitMQ adapter's rule. Checked here, whatever --bus says, so that a
+// bad name is refused like any other bad flag value (exit 2, one line naming the flag) instead of
+// failing later as a bus that cannot be created, or passing unnoticed with --bus inproc.
+std::function<std::optional<std::string>(const std::string&)> exchange_name(std::string& t) {
+  return [&t](const std::string& v) -> std::optional<std::string> {
+    if (!bus::valid_exchange_name(v)) {
+      return "expects " + std::string(bus::kExchangeNameRule) + ", got '" + v + "'";
+    }
     t = v;
     return std::nullopt;
   };
@@ -162,7 +176,7 @@ Result<ParseOutcome, std::string> parse_config(int argc, char** argv, Config& c)
       {"store-readers", "SQLite reader threads", "2", number(c.store_readers, 1u, 64u), {}},
       {"sqlite-cache-mib", "page cache of the SQLite writer connection, in MiB (memory it may keep)", "64", number(c.sqlite_cache_mib, 1u, 65536u), {}},
       {"store-pool", "PostgreSQL connections (writer and readers)", "4", number(c.store_pool, 2u, 256u), {}},
-      {"bus-exchange", "AMQP topic exchange the nodes of one cluster share; clusters sharing a broker (or vhost) need distinct names", c.bus_exchange, text(c.bus_exchange), {}},
+      {"bus-exchange", "AMQP topic exchange the nodes of one cluster share; clusters sharing a broker (or vhost) need distinct names", c.bus_exchange, exchange_name(c.bus_exchange), {}},
       {"bus-consume-delay-ms", "testing only: the RabbitMQ consumer sleeps this long per message, so this node's queue fills (0: off)", "0", number(c.bus_consume_delay_ms, 0u, 10000u), {}},
       {"trusted-proxies", "comma-separated addresses of proxies whose X-Forwarded-For names the client (per-address limits then count the client)", "none", text(trusted_proxies), {}},
       {"allowed-origins", "comma-separated origins (or *) whose pages may open a WebSocket besides the server's own", "none: same origin, or no Origin header", text(allowed_origins), {}},

@@ -76,7 +76,12 @@ test('an admin sees the node charts move with traffic; a non-admin is refused', 
   const frames = [{ type: 'create', room: 'busy', visibility: 'public' }];
   for (let i = 1; i <= COUNT; i++)
     frames.push({ type: 'send', room: 'busy', client_msg_id: `d-${i}`, body: `load ${i}` });
-  const traffic = L.wsRequests(boss, server, (await L.apiRegister(server, 'loader')).token, frames);
+  // The sending socket is the room's only member, and the node counts a message as delivered
+  // only to the sockets in the room when it arrives: so the socket stays open until its own
+  // message frame came back for every send, not only the acks, or the last deliveries could miss
+  // it and the delivered counter below stay short of +COUNT.
+  const loader = (await L.apiRegister(server, 'loader')).token;
+  const traffic = L.wsRequests(boss, server, loader, frames, { awaitOwnMessages: true });
 
   // While it runs: a positive inbound rate is shown and the connection count went up.
   await dash.waitForFunction(

@@ -314,21 +314,45 @@ export async function apiGet(server, token, p) {
  * `token`, then sends each frame of `frames` in order and waits for its reply, retrying sends
  * answered `rate_limited` after `retry_after_ms` with the same client_msg_id. Resolves with the
  * replies.
+ *
+ * With `{ awaitOwnMessages: true }` the socket also stays open, after the last reply, until it
+ * has received its own `message` frame for every send that was acknowledged (up to
+ * `ownMessagesTimeoutMs`), so that a test counting deliveries does not race the close: an ack only
+ * says the message is stored, and its delivery to the sockets in the room may still be on its way.
+ * Only for sends that create a message: a repeated client_msg_id gets an ack but no frame.
  */
-export async function wsRequests(page, server, token, frames) {
+export async function wsRequests(page, server, token, frames, options = {}) {
+  const { awaitOwnMessages = false, ownMessagesTimeoutMs = 15000 } = options;
   return page.evaluate(
-    async ({ url, token, frames }) => {
+    async ({ url, token, frames, awaitOwnMessages, ownMessagesTimeoutMs }) => {
       const ws = new WebSocket(url);
       const waiters = new Map();
+      const key = (room, id) => `${room}\n${id}`;
+      // (room, client_msg_id) of the message frames of this socket's own user.
+      const delivered = new Set();
+      let me;
+      let onDelivered = () => {};
+      let onClosed = () => {};
       let welcome;
       const welcomed = new Promise((resolve, reject) => {
         welcome = resolve;
-        ws.onclose = (ev) => reject(new Error(`closed ${ev.code} ${ev.reason}`));
+        ws.onclose = (ev) => {
+          const err = new Error(`closed ${ev.code} ${ev.reason}`);
+          reject(err);
+          onClosed(err);
+        };
       });
       ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
       ws.onmessage = (ev) => {
         const f = JSON.parse(ev.data);
-        if (f.type === 'welcome') welcome(f);
+        if (f.type === 'welcome') {
+          me = f.user;
+          welcome(f);
+        }
+        if (f.type === 'message' && f.from === me) {
+          delivered.add(key(f.room, f.client_msg_id));
+          onDelivered();
+        }
         if (f.ref && waiters.has(f.ref)) {
           waiters.get(f.ref)(f);
           waiters.delete(f.ref);
@@ -352,10 +376,45 @@ export async function wsRequests(page, server, token, frames) {
           break;
         }
       }
+      if (awaitOwnMessages) {
+        const expected = replies
+          .filter((r) => r.type === 'ack')
+          .map((r) => key(r.room, r.client_msg_id));
+        const missing = () => expected.filter((k) => !delivered.has(k));
+        await new Promise((resolve, reject) => {
+          const timer = setTimeout(
+            () =>
+              reject(
+                new Error(
+                  `${missing().length} of ${expected.length} acknowledged sends were not ` +
+                    `delivered back to the sender within ${ownMessagesTimeoutMs} ms`,
+                ),
+              ),
+            ownMessagesTimeoutMs,
+          );
+          onDelivered = () => {
+            if (missing().length === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          };
+          onClosed = (err) => {
+            clearTimeout(timer);
+            reject(err);
+          };
+          onDelivered();
+        });
+      }
       ws.close(1000);
       return replies;
     },
-    { url: server.url.replace(/^http/, 'ws') + '/ws', token, frames },
+    {
+      url: server.url.replace(/^http/, 'ws') + '/ws',
+      token,
+      frames,
+      awaitOwnMessages,
+      ownMessagesTimeoutMs,
+    },
   );
 }
 

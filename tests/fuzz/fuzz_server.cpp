@@ -56,10 +56,15 @@ void shutdown_world() {
   if (!g_world) return;
   World* w = g_world;
   g_world = nullptr;
-  delete w->node;  // stops and joins the shard threads
+  // parleyd's order (main.cpp): the bus's thread calls into the node until the bus stops, and
+  // the store's callbacks post to the shard, whose handlers the node's destruction discards. So
+  // the node's threads stop first, then the bus, then the store, and only then the node itself.
+  w->node->stop();
+  w->node->join();
   w->bus->stop();
-  delete w->bus;
   delete w->store;  // completes queued operations, closes the database
+  delete w->node;
+  delete w->bus;
   delete w->registry;
   std::error_code ec;
   std::filesystem::remove_all(w->dir, ec);

@@ -110,6 +110,14 @@ std::string redacted(const std::string& url) {
 
 }  // namespace
 
+bool valid_exchange_name(std::string_view name) {
+  // The length bound is that of an AMQP short string, like a routing key's.
+  return !name.empty() && name.size() <= kMaxRoutingKey && !name.starts_with("amq.") &&
+         std::all_of(name.begin(), name.end(), [](unsigned char ch) {
+           return std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == ':';
+         });
+}
+
 Result<AmqpEndpoint, std::string> parse_amqp_url(const std::string& url) {
   if (url.rfind("amqp://", 0) != 0) {
     return unexpected("expected an amqp://user:pass@host:port/vhost URL, got '" + redacted(url) +
@@ -769,17 +777,9 @@ class RabbitmqBus::Worker {
 Result<std::unique_ptr<RabbitmqBus>, std::string> RabbitmqBus::create(RabbitmqOptions options) {
   auto ep = parse_amqp_url(options.url);
   if (!ep) return unexpected(ep.error());
-  // AMQP 0-9-1 names are letters, digits, '-', '_', '.' and ':'; "amq." is reserved for the broker.
-  const bool name_ok =
-      !options.exchange.empty() && options.exchange.size() <= kMaxRoutingKey &&
-      options.exchange.rfind("amq.", 0) != 0 &&
-      std::all_of(options.exchange.begin(), options.exchange.end(), [](unsigned char ch) {
-        return std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == ':';
-      });
-  if (!name_ok) {
-    return unexpected(
-        "bus: the exchange name '" + options.exchange +
-        "' must hold 1 to 255 letters, digits, '-', '_', '.' or ':' and not start with 'amq.'");
+  if (!valid_exchange_name(options.exchange)) {
+    return unexpected("bus: the exchange name '" + options.exchange + "' must be " +
+                      std::string(kExchangeNameRule));
   }
   if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
     return unexpected(std::string("bus: reconnect backoff needs 0 < min <= max"));

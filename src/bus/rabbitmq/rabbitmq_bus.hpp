@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -99,6 +100,15 @@ struct AmqpEndpoint {
   std::string vhost;
 };
 Result<AmqpEndpoint, std::string> parse_amqp_url(const std::string& url);
+
+// Whether `name` can be the exchange (RabbitmqOptions::exchange): AMQP 0-9-1 names hold 1 to 255
+// letters, digits, '-', '_', '.' and ':', and the broker reserves those starting with "amq.".
+// The rule lives here, next to the adapter that declares the exchange, so that parleyd can refuse
+// a bad --bus-exchange while parsing its flags with the very check create() makes.
+bool valid_exchange_name(std::string_view name);
+// The rule above in words, for the error messages of both checks.
+inline constexpr std::string_view kExchangeNameRule =
+    "1 to 255 letters, digits, '-', '_', '.' or ':', not starting with 'amq.'";
 
 class RabbitmqBus : public Bus {
  public:
