@@ -778,26 +778,26 @@ Result<std::unique_ptr<RabbitmqBus>, std::string> RabbitmqBus::create(RabbitmqOp
   auto ep = parse_amqp_url(options.url);
   if (!ep) return unexpected(ep.error());
   if (!valid_exchange_name(options.exchange)) {
-    return unexpected("bus: the exchange name '" + options.exchange + "' must be " +
+    return unexpected("the exchange name '" + options.exchange + "' must be " +
                       std::string(kExchangeNameRule));
   }
   if (options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
-    return unexpected(std::string("bus: reconnect backoff needs 0 < min <= max"));
+    return unexpected(std::string("reconnect backoff needs 0 < min <= max"));
   }
   if (options.heartbeat.count() < 0 || options.heartbeat.count() > 65535) {
-    return unexpected(std::string("bus: heartbeat must be 0..65535 s"));
+    return unexpected(std::string("heartbeat must be 0..65535 s"));
   }
   if (options.max_pack_events == 0 || options.max_pack_bytes == 0 || options.prefetch == 0) {
-    return unexpected(std::string("bus: packing limits and prefetch must be positive"));
+    return unexpected(std::string("packing limits and prefetch must be positive"));
   }
   if (options.send_timeout.count() < 0 || options.stop_grace.count() < 0) {
-    return unexpected(std::string("bus: send_timeout and stop_grace cannot be negative"));
+    return unexpected(std::string("send_timeout and stop_grace cannot be negative"));
   }
   if (options.depth_interval.count() <= 0) {
-    return unexpected(std::string("bus: the queue depth interval must be positive"));
+    return unexpected(std::string("the queue depth interval must be positive"));
   }
   const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return unexpected(std::string("bus: eventfd: ") + std::strerror(errno));
+  if (fd < 0) return unexpected(std::string("eventfd: ") + std::strerror(errno));
   return std::unique_ptr<RabbitmqBus>(new RabbitmqBus(std::move(options), std::move(*ep), fd));
 }
 
