@@ -40,6 +40,9 @@ describe('two users chatting', () => {
       [alice, 'alice'],
       [bob, 'bob'],
     ]) {
+      // The sender's own copy comes back as an echo, after its ack; until the page has drawn
+      // it, "no pending message" alone can also mean "not drawn yet" (CI saw seq 3 missing).
+      await L.waitForBody(page, 'fine, thanks');
       await page.waitForFunction(
         () => document.querySelectorAll('[data-testid="pending-message"]').length === 0,
       );

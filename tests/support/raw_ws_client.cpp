@@ -133,47 +133,47 @@ void RawWsClient::send_frame(ws::Opcode op, std::string_view payload, bool fin) 
   send_raw(ws::make_client_frame(op, payload, static_cast<std::uint32_t>(rng()), fin));
 }
 
-std::optional<RawFrame> RawWsClient::take_frame() {
-  if (buf_.size() < 2) return std::nullopt;
-  auto b0 = static_cast<unsigned char>(buf_[0]);
-  auto b1 = static_cast<unsigned char>(buf_[1]);
+std::optional<RawFrame> take_frame(std::string& buf) {
+  if (buf.size() < 2) return std::nullopt;
+  auto b0 = static_cast<unsigned char>(buf[0]);
+  auto b1 = static_cast<unsigned char>(buf[1]);
   bool masked = (b1 & 0x80) != 0;
   std::uint64_t len = b1 & 0x7f;
   std::size_t pos = 2;
   if (len == 126) {
-    if (buf_.size() < 4) return std::nullopt;
-    len = (static_cast<unsigned char>(buf_[2]) << 8) | static_cast<unsigned char>(buf_[3]);
+    if (buf.size() < 4) return std::nullopt;
+    len = (static_cast<unsigned char>(buf[2]) << 8) | static_cast<unsigned char>(buf[3]);
     pos = 4;
   } else if (len == 127) {
-    if (buf_.size() < 10) return std::nullopt;
+    if (buf.size() < 10) return std::nullopt;
     len = 0;
-    for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(buf_[2 + i]);
+    for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(buf[2 + i]);
     pos = 10;
   }
   unsigned char mask[4] = {0, 0, 0, 0};
   if (masked) {
-    if (buf_.size() < pos + 4) return std::nullopt;
-    std::memcpy(mask, buf_.data() + pos, 4);
+    if (buf.size() < pos + 4) return std::nullopt;
+    std::memcpy(mask, buf.data() + pos, 4);
     pos += 4;
   }
-  if (buf_.size() < pos + len) return std::nullopt;
+  if (buf.size() < pos + len) return std::nullopt;
   RawFrame f;
   f.kind = RawFrame::Kind::frame;
   f.fin = (b0 & 0x80) != 0;
   f.opcode = static_cast<ws::Opcode>(b0 & 0x0f);
-  f.payload = buf_.substr(pos, len);
+  f.payload = buf.substr(pos, len);
   if (masked) {
     for (std::size_t i = 0; i < f.payload.size(); ++i)
       f.payload[i] ^= static_cast<char>(mask[i % 4]);
   }
-  buf_.erase(0, pos + len);
+  buf.erase(0, pos + len);
   return f;
 }
 
 RawFrame RawWsClient::read_frame(std::chrono::milliseconds timeout) {
   const auto deadline = steady::now() + timeout;
   for (;;) {
-    if (auto f = take_frame()) {
+    if (auto f = take_frame(buf_)) {
       if (f->opcode == ws::Opcode::ping) send_frame(ws::Opcode::pong, f->payload);
       return *f;
     }

@@ -45,6 +45,10 @@ struct CloseResult {
   std::string describe() const;
 };
 
+// Takes one complete frame (masked or not) off the front of `buf`, if there is one; what follows
+// it stays in `buf`. For any client that reads a server's bytes itself.
+std::optional<RawFrame> take_frame(std::string& buf);
+
 class RawWsClient {
  public:
   RawWsClient() = default;
@@ -78,9 +82,6 @@ class RawWsClient {
   int fd() const { return fd_; }
 
  private:
-  // Parses one complete frame from the front of buf_, if there is one.
-  std::optional<RawFrame> take_frame();
-
   int fd_ = -1;
   std::string buf_;
   bool eof_ = false;

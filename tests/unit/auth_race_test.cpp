@@ -41,6 +41,7 @@
 #include "metrics/metrics.hpp"
 #include "protocol/ws_frame.hpp"
 #include "store/sqlite/sqlite_store.hpp"
+#include "support/raw_ws_client.hpp"
 #include "transport/node.hpp"
 #include "transport/shard.hpp"
 #include "transport/ws_session.hpp"
@@ -314,26 +315,9 @@ class Client {
 
  private:
   std::optional<Frame> parse() {
-    if (in_.size() < 2) return std::nullopt;
-    const auto b0 = static_cast<unsigned char>(in_[0]);
-    std::size_t len = static_cast<unsigned char>(in_[1]) & 0x7F;
-    std::size_t hdr = 2;
-    if (len == 126) {
-      if (in_.size() < 4) return std::nullopt;
-      len = (static_cast<unsigned char>(in_[2]) << 8) | static_cast<unsigned char>(in_[3]);
-      hdr = 4;
-    } else if (len == 127) {
-      if (in_.size() < 10) return std::nullopt;
-      len = 0;
-      for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(in_[2 + i]);
-      hdr = 10;
-    }
-    if (in_.size() < hdr + len) return std::nullopt;
-    Frame f;
-    f.opcode = static_cast<ws::Opcode>(b0 & 0x0F);
-    f.payload = in_.substr(hdr, len);
-    in_.erase(0, hdr + len);
-    return f;
+    auto raw = parley::test::take_frame(in_);
+    if (!raw) return std::nullopt;
+    return Frame{raw->opcode, std::move(raw->payload)};
   }
 
   int fd_;
