@@ -234,11 +234,11 @@ class RabbitmqBus::Worker {
 
   // Opens one connection and its channel, logged in, and registers its socket for stop(). Its
   // name (shown by the management tools) says whose it is and what it is for.
-  Result<amqp_connection_state_t, std::string> open(const char* role, int& sockfd_slot) {
+  // The connection goes into `conn_slot` at once, so that close() destroys it whatever fails.
+  Status open(const char* role, amqp_connection_state_t& conn_slot, int& sockfd_slot) {
     amqp_connection_state_t conn = amqp_new_connection();
     if (conn == nullptr) return unexpected(std::string("out of memory"));
-    // From here on the caller's close() destroys it, whatever fails below.
-    (role == kConsume ? conn_ : pub_conn_) = conn;
+    conn_slot = conn;
     amqp_socket_t* sock = amqp_tcp_socket_new(conn);
     if (sock == nullptr) return unexpected(std::string("cannot create a socket"));
     const timeval connect_tv = to_timeval(opts_.connect_timeout);
@@ -276,15 +276,14 @@ class RabbitmqBus::Worker {
         ep.password.c_str());
     if (r.reply_type != AMQP_RESPONSE_NORMAL) return unexpected(describe(r, "login"));
     amqp_channel_open(conn, kChannel);
-    if (auto s = check(conn, "channel.open"); !s) return unexpected(s.error());
-    return conn;
+    return check(conn, "channel.open");
   }
 
   // Opens both connections: on the consuming one the exchange, a fresh queue and every binding,
   // then the consumer; then the publishing one and its thread. On failure the half-open
   // connections are left for close().
   Status connect() {
-    if (auto c = open(kConsume, bus_.sockfd_); !c) return unexpected(c.error());
+    if (auto s = open(kConsume, conn_, bus_.sockfd_); !s) return s;
     amqp_exchange_declare(conn_, kChannel, bytes_of(opts_.exchange), amqp_cstring_bytes("topic"),
                           /*passive=*/0, /*durable=*/1, /*auto_delete=*/0, /*internal=*/0,
                           amqp_empty_table);
@@ -305,8 +304,8 @@ class RabbitmqBus::Worker {
                        /*no_ack=*/0, /*exclusive=*/1, amqp_empty_table);
     if (auto s = check("basic.consume"); !s) return s;
     next_depth_check_ = Clock::now();
-    if (auto c = open(kPublish, bus_.pub_sockfd_); !c) {
-      return unexpected("publishing connection: " + c.error());
+    if (auto s = open(kPublish, pub_conn_, bus_.pub_sockfd_); !s) {
+      return unexpected("publishing connection: " + s.error());
     }
     start_publisher();
     return Ok{};
