@@ -19,6 +19,8 @@
 #include <sstream>
 #include <thread>
 
+#include <libpq-fe.h>
+
 #include "fixture.hpp"
 #include "support/test_servers.hpp"
 
@@ -449,18 +451,32 @@ TEST_F(Metrics, StoreLatencyHistogramShowsASlowStore) {
   auto body = scrape(n);
   ASSERT_EQ(value(body, count) - value(body, over), 0) << "no append took 0.5 s yet";
 
-  // Lock the rooms table for 1.2 s: the next append waits for it.
-  std::thread locker([&] {
-    run_shell("psql -X -q '" + db.url() +
-              "' -c 'BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.2); "
-              "COMMIT;'");
-  });
-  std::this_thread::sleep_for(300ms);
-  const auto t0 = std::chrono::steady_clock::now();
-  p.sa->send_message(p.room, "slow");
-  const auto took = std::chrono::steady_clock::now() - t0;
-  locker.join();
-  EXPECT_GE(took, 500ms) << "the append did not wait for the lock";
+  // Lock the rooms table on a connection of the test's own, and release it only once the
+  // node's append has been seen waiting for it (pg_stat_activity) and 0.6 s more have passed:
+  // the append then takes at least 0.6 s however slow the machine is, with no guess of how long
+  // the send needs to reach the database.
+  PGconn* locker = PQconnectdb(db.url().c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK) << PQerrorMessage(locker);
+  auto exec = [&](const char* sql) {
+    PGresult* r = PQexec(locker, sql);
+    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    std::string first = ok && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+    PQclear(r);
+    EXPECT_TRUE(ok) << sql << ": " << PQerrorMessage(locker);
+    return first;
+  };
+  exec("BEGIN");
+  exec("LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE");
+  std::thread sender([&] { p.sa->send_message(p.room, "slow"); });
+  // Bounded by the test's timeout; one poll per 20 ms.
+  while (exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+              "AND datname = current_database() AND pid <> pg_backend_pid()") == "0") {
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(600ms);
+  exec("COMMIT");
+  sender.join();
+  PQfinish(locker);
   body = scrape(n);
   EXPECT_GE(value(body, count) - value(body, over), 1)
       << "the slow append is not in a bucket above 0.5 s";
